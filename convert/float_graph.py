@@ -1,0 +1,95 @@
+"""The float graph: what a NIR file means once import rewrites are done, before quantization.
+
+Same shape as :class:`targets.graph.QGraph` (populations, readouts, one linear map per synapse)
+but in float. Synapse weights are in "voltage per unit of integer input": the input encoding's
+scale and NIR's input gain (dt * r / tau) are already folded in, so the quantizer sees one
+number per weight. numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from targets.graph import InputSpec, topo_order
+from targets.ops import conv2d
+
+
+@dataclass
+class FDense:
+    weight: np.ndarray  # [n_out, n_in] over flattened source/target
+
+
+@dataclass
+class FConv:
+    weight: np.ndarray  # [C_out, C_in // groups, kh, kw], cross-correlation
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+
+
+@dataclass
+class FSynapse:
+    name: str
+    source: str
+    target: str
+    op: FDense | FConv
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """x: [B, *source_shape] -> [B, target_size] (flat)."""
+        b = x.shape[0]
+        if isinstance(self.op, FDense):
+            return x.reshape(b, -1) @ self.op.weight.T
+        y = conv2d(
+            x.reshape(b, *self.op.in_shape), self.op.weight, self.op.stride, self.op.padding,
+            self.op.groups,
+        )
+        return y.reshape(b, -1)
+
+
+@dataclass
+class FPopulation:
+    """u <- alpha * u + I;  v <- beta * v + u + bias;  spike if v > threshold;  v <- 0 on spike."""
+
+    name: str
+    shape: tuple[int, ...]
+    beta: float
+    alpha: float
+    threshold: float
+    bias: np.ndarray  # flat [size], voltage units per step
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class FReadout:
+    name: str
+    shape: tuple[int, ...]
+    bias: np.ndarray  # flat [size], added per step
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class FGraph:
+    input: InputSpec
+    populations: dict[str, FPopulation]
+    readouts: dict[str, FReadout]
+    synapses: list[FSynapse]
+    timesteps: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # approximations the import had to make
+
+    def incoming(self, name: str) -> list[FSynapse]:
+        return [s for s in self.synapses if s.target == name]
+
+    def order(self) -> list[str]:
+        return topo_order([*self.populations, *self.readouts], self.synapses)

@@ -1,0 +1,467 @@
+"""Read any NIR graph (ours, snnTorch's, Norse's, rockpool's) into a :class:`FGraph`.
+
+The rewrites done here are exact in float:
+- every chain of linear nodes (Affine, Linear, Conv2d, pooling, Flatten, Scale) between two
+  neuron populations becomes one synapse; pooling followed by a convolution becomes one strided
+  convolution with an expanded kernel, any other chain one dense matrix;
+- biases along a chain become the target population's per-step bias;
+- NIR's continuous-time parameters become per-step factors with the graph's ``dt``
+  (forward Euler), and the input gain ``dt * r / tau`` is folded into the incoming weights;
+- per-neuron thresholds are normalised to one value per population (Loihi has one ``vth`` per
+  process) by scaling each neuron's incoming weights and bias.
+What cannot be mapped is refused with the node's name and the reason. numpy only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.float_graph import FConv, FDense, FGraph, FPopulation, FReadout, FSynapse
+from targets.graph import INPUT, GraphError, InputSpec
+from targets.ops import conv2d, conv2d_out_hw, pool2d
+
+NEURONS = ("LIF", "CubaLIF", "IF")
+LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
+DEFAULT_DT = 1e-4  # snnTorch's export convention; ours always records dt in the metadata
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
+
+
+def _kind(node: Any) -> str:
+    return type(node).__name__
+
+
+def _scalar_meta(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_nir(path: str | Path):
+    """nir.read with one clear error for anything that is not a readable NIR file."""
+    import nir
+
+    p = Path(path)
+    if not p.is_file():
+        raise GraphError(f"{p}: no such file")
+    try:
+        return nir.read(str(p))
+    except Exception as e:  # h5py/nir raise many types for a bad file
+        raise GraphError(f"{p}: not a readable NIR file ({type(e).__name__}: {e})") from None
+
+
+class _Importer:
+    def __init__(self, g: Any, dt: float, input_kind: str | None, input_scale: float | None):
+        self.g = g
+        self.dt = dt
+        self.nodes = dict(g.nodes)
+        self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
+        for a, b in g.edges:
+            for end in (a, b):
+                if end not in self.nodes:
+                    raise GraphError(f"edge {a}->{b} refers to unknown node {end!r}")
+            self.preds[b].append(a)
+        self.meta = {k: _scalar_meta(v) for k, v in dict(g.metadata or {}).items()}
+        self.input_kind = input_kind
+        self.input_scale = input_scale
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self.notes: list[str] = []
+        for name, node in self.nodes.items():
+            k = _kind(node)
+            if k not in (*NEURONS, *LINEAR, "Input", "Output"):
+                raise GraphError(
+                    f"node {name!r} is a NIR {k}, which neurodeploy cannot map to Loihi "
+                    f"(supported: {', '.join((*NEURONS, *LINEAR, 'Input', 'Output'))})"
+                )
+
+    # --- shapes -------------------------------------------------------------------------
+    def shape(self, name: str, _stack: tuple[str, ...] = ()) -> tuple[int, ...]:
+        if name in self._shapes:
+            return self._shapes[name]
+        if name in _stack:
+            raise GraphError(f"node {name!r} is on a cycle: recurrent graphs are not supported")
+        node = self.nodes[name]
+        k = _kind(node)
+        if k == "Input":
+            shp = tuple(int(s) for s in np.asarray(next(iter(node.input_type.values()))).ravel())
+        else:
+            preds = self.preds[name]
+            if not preds:
+                raise GraphError(f"node {name!r} ({k}) has no input edge")
+            in_shapes = {self.shape(p, (*_stack, name)) for p in preds}
+            sizes = {int(np.prod(s)) for s in in_shapes}
+            if len(sizes) > 1:
+                raise GraphError(f"node {name!r} ({k}) receives inputs of sizes {sorted(sizes)}")
+            shp = self._out_shape(name, node, next(iter(in_shapes)))
+        self._shapes[name] = shp
+        return shp
+
+    def _out_shape(self, name: str, node: Any, s: tuple[int, ...]) -> tuple[int, ...]:
+        k = _kind(node)
+        size = int(np.prod(s))
+        if k in ("Affine", "Linear"):
+            w = np.asarray(node.weight)
+            if w.ndim != 2 or w.shape[1] != size:
+                raise GraphError(
+                    f"node {name!r} ({k}): weight {w.shape} cannot take an input of size {size} "
+                    f"(shape {s}): shapes don't chain"
+                )
+            return (w.shape[0],)
+        if k == "Conv2d":
+            w = np.asarray(node.weight)
+            if len(s) != 3:
+                s = self._as_chw(name, s, w)
+            if w.ndim != 4 or s[0] != w.shape[1] * int(node.groups):
+                raise GraphError(f"node {name!r} (Conv2d): weight {w.shape} vs input {s}")
+            if _pair(node.dilation) != (1, 1):
+                raise GraphError(f"node {name!r} (Conv2d): dilation is not supported")
+            ho, wo = conv2d_out_hw(s[1:], w.shape[2:], _pair(node.stride), self._padding(node))
+            return (w.shape[0], ho, wo)
+        if k in ("SumPool2d", "AvgPool2d"):
+            if len(s) != 3:
+                raise GraphError(f"node {name!r} ({k}): needs a (C, H, W) input, got {s}")
+            ho, wo = conv2d_out_hw(
+                s[1:], _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            )
+            return (s[0], ho, wo)
+        if k == "Flatten":
+            nd = len(s)
+            start = int(node.start_dim) % nd if nd else 0
+            end = int(node.end_dim) % nd if nd else 0
+            return (*s[:start], int(np.prod(s[start : end + 1])), *s[end + 1 :])
+        if k in NEURONS:
+            params = [np.asarray(v) for v in self._neuron_arrays(node)]
+            for p in params:
+                if p.size not in (1, size):
+                    raise GraphError(
+                        f"node {name!r} ({k}): parameter of shape {p.shape} for {size} neurons"
+                    )
+            return s
+        if k in ("Scale", "Output"):
+            return s
+        raise GraphError(f"node {name!r}: unexpected {k}")
+
+    def _as_chw(self, name: str, s: tuple[int, ...], w: np.ndarray) -> tuple[int, int, int]:
+        node = self.nodes[name]
+        hw = getattr(node, "input_shape", None)
+        if hw is None:
+            raise GraphError(f"node {name!r} (Conv2d): input shape {s} is not (C, H, W)")
+        h, wd = _pair(hw)
+        c = int(np.prod(s)) // (h * wd)
+        return (c, h, wd)
+
+    @staticmethod
+    def _padding(node: Any) -> tuple[int, int]:
+        p = node.padding
+        if isinstance(p, str):
+            if p == "valid":
+                return (0, 0)
+            if p == "same":
+                kh, kw = np.asarray(node.weight).shape[2:]
+                return (kh // 2, kw // 2)
+            raise GraphError(f"Conv2d padding {p!r} is not supported")
+        return _pair(p)
+
+    @staticmethod
+    def _neuron_arrays(node: Any) -> list[Any]:
+        k = _kind(node)
+        if k == "LIF":
+            return [node.tau, node.r, node.v_leak, node.v_threshold]
+        if k == "CubaLIF":
+            return [node.tau_syn, node.tau_mem, node.r, node.v_leak, node.v_threshold, node.w_in]
+        return [node.r, node.v_threshold]
+
+    # --- linear chains ------------------------------------------------------------------
+    def apply(self, name: str, x: np.ndarray, with_bias: bool) -> np.ndarray:
+        """One linear node on a batch x [B, *in_shape] -> [B, *out_shape]."""
+        node = self.nodes[name]
+        k = _kind(node)
+        b = x.shape[0]
+        out_shape = self.shape(name)
+        if k in ("Affine", "Linear"):
+            y = x.reshape(b, -1) @ np.asarray(node.weight, dtype=np.float64).T
+            if with_bias and k == "Affine":
+                y = y + np.asarray(node.bias, dtype=np.float64).reshape(-1)
+            return y
+        if k == "Conv2d":
+            w = np.asarray(node.weight, dtype=np.float64)
+            in_shape = self.shape(self.preds[name][0])
+            if len(in_shape) != 3:
+                in_shape = self._as_chw(name, in_shape, w)
+            y = conv2d(x.reshape(b, *in_shape), w, _pair(node.stride), self._padding(node),
+                       int(node.groups))
+            bias = np.asarray(node.bias, dtype=np.float64)
+            if with_bias and bias.size:
+                y = y + np.broadcast_to(bias.reshape(-1), (w.shape[0],))[None, :, None, None]
+            return y
+        if k in ("SumPool2d", "AvgPool2d"):
+            mode = "sum" if k == "SumPool2d" else "avg"
+            return pool2d(x, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), mode)
+        if k == "Flatten":
+            return x.reshape(b, *out_shape)
+        if k == "Scale":
+            return x * np.asarray(node.scale, dtype=np.float64).reshape(self.shape(name))
+        raise GraphError(f"node {name!r}: {k} is not a linear map")
+
+    def paths_into(self, name: str) -> list[tuple[str, list[str]]]:
+        """Every (source, [linear nodes from source to ``name``]) feeding ``name``."""
+        out: list[tuple[str, list[str]]] = []
+
+        def walk(node: str, chain: list[str], seen: tuple[str, ...]) -> None:
+            if node in seen:
+                raise GraphError(f"node {node!r} is on a cycle: recurrent graphs are not supported")
+            k = _kind(self.nodes[node])
+            if k in (*NEURONS, "Input"):
+                out.append((node, chain))
+                return
+            if k == "Output":
+                raise GraphError(f"Output node {node!r} feeds another node")
+            if not self.preds[node]:
+                raise GraphError(f"node {node!r} ({k}) has no input edge")
+            for p in self.preds[node]:
+                walk(p, [node, *chain], (*seen, node))
+
+        for p in self.preds[name]:
+            walk(p, [], (name,))
+        if not out:
+            raise GraphError(f"node {name!r} has no input edge")
+        return out
+
+    def run_chain(self, chain: list[str], x: np.ndarray, with_bias: bool) -> np.ndarray:
+        for n in chain:
+            x = self.apply(n, x, with_bias)
+        return x.reshape(x.shape[0], -1)
+
+    def compose(self, src: str, chain: list[str]) -> tuple[FDense | FConv, np.ndarray]:
+        """One linear map (weights without bias) and the chain's bias at the target."""
+        src_shape = self.shape(src)
+        bias = self.run_chain(chain, np.zeros((1, *src_shape)), with_bias=True)[0]
+        conv = self._compose_conv(chain)
+        if conv is not None:
+            return conv, bias
+        n_in = int(np.prod(src_shape))
+        if n_in > 20000:
+            raise GraphError(f"chain {chain} from {src!r} is too large to compose densely")
+        eye = np.eye(n_in).reshape(n_in, *src_shape)
+        w = self.run_chain(chain, eye, with_bias=False).T  # [n_out, n_in]
+        return FDense(weight=w), bias
+
+    def _compose_conv(self, chain: list[str]) -> FConv | None:
+        """[pool (kernel == stride, no padding) ...] + Conv2d  ->  one strided convolution."""
+        if not chain or _kind(self.nodes[chain[-1]]) != "Conv2d":
+            return None
+        conv = self.nodes[chain[-1]]
+        w = np.asarray(conv.weight, dtype=np.float64)
+        stride, padding = _pair(conv.stride), self._padding(conv)
+        in_shape = self.shape(self.preds[chain[-1]][0])
+        if len(in_shape) != 3:
+            in_shape = self._as_chw(chain[-1], in_shape, w)
+        for name in reversed(chain[:-1]):
+            node = self.nodes[name]
+            k = _kind(node)
+            if k == "Flatten":
+                continue
+            if k not in ("SumPool2d", "AvgPool2d"):
+                return None
+            kp, sp, pp = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            src = self.shape(self.preds[name][0])
+            if kp != sp or pp != (0, 0) or len(src) != 3 or src[1] % kp[0] or src[2] % kp[1]:
+                return None
+            factor = 1.0 if k == "SumPool2d" else 1.0 / (kp[0] * kp[1])
+            co, ci, kh, kw = w.shape
+            w = np.repeat(np.repeat(w, kp[0], axis=2), kp[1], axis=3) * factor
+            stride = (stride[0] * kp[0], stride[1] * kp[1])
+            padding = (padding[0] * kp[0], padding[1] * kp[1])
+            in_shape = src
+        out_shape = self.shape(chain[-1])
+        return FConv(w, stride, padding, int(conv.groups), tuple(in_shape), tuple(out_shape))
+
+    # --- neurons ------------------------------------------------------------------------
+    def neuron(self, name: str) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
+        """(beta, alpha, input gain per neuron, leak bias per neuron, threshold per neuron)."""
+        node = self.nodes[name]
+        k = _kind(node)
+        size = int(np.prod(self.shape(name)))
+        dt = self.dt
+
+        def arr(v: Any) -> np.ndarray:
+            return np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (size,)).copy()
+
+        def one(v: np.ndarray, what: str) -> float:
+            if not np.allclose(v, v[0]):
+                raise GraphError(
+                    f"node {name!r} ({k}): {what} differs between neurons; Loihi has one "
+                    "decay per population"
+                )
+            return float(v[0])
+
+        v_reset = getattr(node, "v_reset", None)
+        if v_reset is not None and np.any(np.asarray(v_reset) != 0):
+            raise GraphError(f"node {name!r} ({k}): v_reset != 0; Loihi's LIF resets to 0")
+        if k == "LIF":
+            tau = arr(node.tau)
+            beta = one(1.0 - dt / tau, "tau")
+            gain = dt * arr(node.r) / tau
+            leak = dt / tau * arr(node.v_leak)
+            alpha = 0.0
+        elif k == "CubaLIF":
+            tau_s, tau_m = arr(node.tau_syn), arr(node.tau_mem)
+            alpha = one(1.0 - dt / tau_s, "tau_syn")
+            beta = one(1.0 - dt / tau_m, "tau_mem")
+            gain = (dt / tau_s) * arr(node.w_in) * dt * arr(node.r) / tau_m
+            leak = dt / tau_m * arr(node.v_leak)
+        else:  # IF
+            beta, alpha = 1.0, 0.0
+            gain = dt * arr(node.r)
+            leak = np.zeros(size)
+        for what, f in (("voltage decay", beta), ("current decay", alpha)):
+            if not 0.0 <= f <= 1.0:
+                raise GraphError(
+                    f"node {name!r} ({k}): {what} factor {f:.4g} is outside [0, 1] with dt={dt}; "
+                    "pass the exporter's dt (--dt)"
+                )
+        return beta, alpha, gain, leak, arr(node.v_threshold)
+
+    def build(self, timesteps: int | None) -> FGraph:
+        inputs = [n for n, v in self.nodes.items() if _kind(v) == "Input"]
+        if len(inputs) != 1:
+            raise GraphError(f"graph needs exactly one Input node, found {len(inputs)}")
+        in_name = inputs[0]
+        rename = {in_name: INPUT}
+        enc = self.meta.get("encoding")
+        kind = self.input_kind or ("graded" if enc == "direct" else "spikes")
+        scale = self.input_scale
+        if scale is None:
+            scale = float(self.meta.get("input_scale", 1.0))
+        max_value = int(self.meta.get("input_max", 255 if kind == "graded" else 1))
+        in_spec = InputSpec(shape=self.shape(in_name), kind=kind, max_value=max_value)
+
+        pops: dict[str, FPopulation] = {}
+        readouts: dict[str, FReadout] = {}
+        syns: list[FSynapse] = []
+        for name in self._topo():
+            node = self.nodes[name]
+            k = _kind(node)
+            if k not in (*NEURONS, "Output"):
+                continue
+            shape = self.shape(name)
+            size = int(np.prod(shape))
+            incoming: list[FSynapse] = []
+            bias = np.zeros(size)
+            for src, chain in self.paths_into(name):
+                op, b = self.compose(src, chain) if chain else (FDense(np.eye(size)), np.zeros(size))
+                if src == in_name:
+                    op = _scaled(op, scale)
+                label = chain[-1] if chain else f"{src}_to_{name}"
+                if any(s.name == label for s in incoming):
+                    label = f"{label}_{src}"
+                incoming.append(FSynapse(label, rename.get(src, src), name, op))
+                bias = bias + b
+            if k == "Output":
+                readouts[name] = FReadout(name, shape, bias)
+            else:
+                beta, alpha, gain, leak, vth = self.neuron(name)
+                if np.any(vth <= 0):
+                    raise GraphError(f"node {name!r} ({k}): threshold must be positive")
+                # One threshold per population: scale neuron i's inputs by th0 / vth_i.
+                th0 = float(vth.max())
+                per = gain * th0 / vth
+                incoming = [_scale_rows(s, per) for s in incoming]
+                bias = bias * per + leak * th0 / vth
+                if alpha > 0 and np.any(bias != 0):
+                    self.notes.append(
+                        f"{name}: bias enters the synaptic current in NIR (CubaLIF) but v on "
+                        "Loihi; mapped to its steady-state value"
+                    )
+                    bias = bias / (1.0 - alpha) if alpha < 1 else bias
+                pops[name] = FPopulation(name, shape, beta, alpha, th0, bias)
+            syns.extend(incoming)
+        for s in syns:
+            if s.source in readouts:
+                raise GraphError(f"Output node {s.source!r} feeds {s.target!r}")
+        if not readouts and not pops:
+            raise GraphError("graph has no neurons and no Output node")
+        t = timesteps or int(self.meta.get("timesteps", 0) or 0)
+        if t <= 0:
+            raise GraphError("the graph records no timesteps: pass --timesteps")
+        return FGraph(in_spec, pops, readouts, syns, t, dict(self.meta), self.notes)
+
+    def _topo(self) -> list[str]:
+        for n in self.nodes:
+            self.shape(n)
+        order: list[str] = []
+        seen: set[str] = set()
+
+        def visit(n: str) -> None:
+            if n in seen:
+                return
+            seen.add(n)
+            for p in self.preds[n]:
+                visit(p)
+            order.append(n)
+
+        for n in self.nodes:
+            visit(n)
+        return order
+
+
+def _scaled(op: FDense | FConv, scale: float) -> FDense | FConv:
+    if isinstance(op, FDense):
+        return FDense(op.weight * scale)
+    return FConv(op.weight * scale, op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
+
+
+def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
+    """Scale each target neuron's incoming weights by per[i] (exact for Dense; Conv needs the
+    factor to be uniform per output channel)."""
+    if np.allclose(per, 1.0):
+        return s
+    if isinstance(s.op, FDense):
+        return FSynapse(s.name, s.source, s.target, FDense(s.op.weight * per[:, None]))
+    co = s.op.out_shape[0]
+    per_c = per.reshape(co, -1)
+    if not np.allclose(per_c, per_c[:, :1]):
+        raise GraphError(
+            f"synapse {s.name!r}: per-neuron gains/thresholds vary within a conv channel"
+        )
+    w = s.op.weight * per_c[:, 0][:, None, None, None]
+    return FSynapse(s.name, s.source, s.target, FConv(w, *_conv_rest(s.op)))
+
+
+def _conv_rest(op: FConv) -> tuple:
+    return (op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
+
+
+def import_nir(
+    source: Any,
+    *,
+    dt: float | None = None,
+    timesteps: int | None = None,
+    input_kind: str | None = None,
+    input_scale: float | None = None,
+) -> FGraph:
+    """A NIR graph (object or file path) as a float graph ready for quantization."""
+    g = read_nir(source) if isinstance(source, str | Path) else source
+    meta = {k: _scalar_meta(v) for k, v in dict(getattr(g, "metadata", {}) or {}).items()}
+    reset = meta.get("reset")
+    if reset not in (None, "zero"):
+        raise GraphError(
+            f"graph metadata says reset={reset!r}; Loihi's LIF only resets v to zero"
+        )
+    if meta.get("spike_comparison") not in (None, ">"):
+        raise GraphError("graph fires on '>=' but Loihi fires on '>' (strictly greater)")
+    if dt is None:
+        dt = float(meta.get("dt", DEFAULT_DT))
+    if input_kind not in (None, "spikes", "graded"):
+        raise GraphError(f"input kind must be 'spikes' or 'graded', not {input_kind!r}")
+    return _Importer(g, dt, input_kind, input_scale).build(timesteps)

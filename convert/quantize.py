@@ -1,0 +1,211 @@
+"""Float graph -> Loihi integers. The one place where float becomes fixed point (deterministic).
+
+Per target population we pick one scale ``k`` (integer units per unit of float voltage, before
+Loihi's 2**6 alignment): the largest incoming |weight| uses the 8-bit range, unless that would
+push the threshold past ``VTH_TARGET``; then ``k`` drops by powers of two and Dense synapses
+take a negative weight exponent so their weights keep the full 8-bit range. Mixed-sign weights
+are even, so Lava's truncation of the lowest bit leaves them unchanged (checked, not assumed).
+Everything clipped or approximated is counted in the report.
+
+    python -m convert.quantize model.nir -o model.loihi.nir
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from typing import Any
+
+import numpy as np
+
+from convert.float_graph import FConv, FGraph, FSynapse
+from targets import fixedpoint as fx
+from targets.graph import Conv, Dense, GraphError, LIFPopulation, QGraph, Readout
+
+WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
+VTH_TARGET = 1 << 12  # threshold ceiling for Dense-fed populations: leaves 32x current headroom
+VTH_TARGET_CONV = 1 << 14  # Conv ignores weight_exp, so trade headroom for weight resolution
+
+
+def _int_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """Round to integers Lava keeps unchanged; returns (weights, number clipped)."""
+    q = np.round(w)
+    if q.size and q.min() < 0 < q.max():
+        q = 2 * np.round(w / 2)
+        lo, hi = -WEIGHT_LIMIT, WEIGHT_LIMIT
+    else:
+        lo, hi = -255, 255
+    clipped = int(np.count_nonzero((q < lo) | (q > hi)))
+    q = np.clip(q, lo, hi).astype(np.int64)
+    if not np.array_equal(fx.lava_dense_weights(q), q):
+        raise AssertionError("quantized weights would be altered by Lava's truncation")
+    return q, clipped
+
+
+def _max_abs(s: FSynapse) -> float:
+    return float(np.abs(s.op.weight).max()) if s.op.weight.size else 0.0
+
+
+def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> int:
+    """Largest |a_in| one synapse can deliver in one step (every input at its maximum)."""
+    axes = (1, 2, 3) if conv else (1,)
+    pos = np.clip(w, 0, None).sum(axis=axes) * max_value
+    neg = np.clip(w, None, 0).sum(axis=axes) * max_value
+    worst = max(int(pos.max(initial=0)), -int(neg.min(initial=0)))
+    return int(fx.floor_shift(np.int64(worst), weight_exp)) if not conv else worst
+
+
+def _scale_for(target_threshold: float | None, syns: list[FSynapse]) -> float:
+    maxw = max((_max_abs(s) for s in syns), default=0.0)
+    only_conv = bool(syns) and all(isinstance(s.op, FConv) for s in syns)
+    if target_threshold is None:  # readout: no threshold, full weight range
+        return WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
+    ceiling = (VTH_TARGET_CONV if only_conv else VTH_TARGET) / target_threshold
+    if maxw == 0:
+        return ceiling
+    k_w = WEIGHT_LIMIT / maxw
+    if k_w <= ceiling:
+        return k_w
+    return k_w / 2 ** math.ceil(math.log2(k_w / ceiling))
+
+
+def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(mantissa, exponent, number clipped) for an integer bias added to v each step."""
+    peak = float(np.abs(b).max(initial=0.0))
+    exp = 0
+    while exp < fx.BIAS_EXP_MAX and peak / 2**exp > fx.BIAS_MANT_MAX:
+        exp += 1
+    m = np.round(b / 2**exp)
+    clipped = int(np.count_nonzero((m < fx.BIAS_MANT_MIN) | (m > fx.BIAS_MANT_MAX)))
+    return np.clip(m, fx.BIAS_MANT_MIN, fx.BIAS_MANT_MAX).astype(np.int64), exp, clipped
+
+
+def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
+    """The integer graph every target runs, and a report of what quantization cost."""
+    report: dict[str, Any] = {"populations": {}, "synapses": {}, "warnings": list(fg.notes)}
+    max_in = {"input": fg.input.max_value}
+    pops: dict[str, LIFPopulation] = {}
+    readouts: dict[str, Readout] = {}
+    synapses: list[Dense | Conv] = []
+    for name in fg.order():
+        syns = fg.incoming(name)
+        is_pop = name in fg.populations
+        k = _scale_for(fg.populations[name].threshold if is_pop else None, syns)
+        worst_a_in = 0
+        for s in syns:
+            conv = isinstance(s.op, FConv)
+            maxw = _max_abs(s)
+            exp = 0
+            if not conv and maxw > 0:
+                exp = -int(math.floor(math.log2(WEIGHT_LIMIT / (maxw * k)) + 1e-12))
+                exp = max(fx.WEIGHT_EXP_MIN, min(0, exp))
+            w, clipped = _int_weights(s.op.weight * k * 2.0 ** (-exp))
+            err = _rel_error(w * 2.0**exp, s.op.weight * k)
+            report["synapses"][s.name] = {
+                "source": s.source, "target": s.target, "kind": "conv" if conv else "dense",
+                "weight_exp": exp, "max_abs_weight": int(np.abs(w).max(initial=0)),
+                "weights_clipped": clipped, "all_zero": not np.any(w), "rel_rms_error": err,
+            }
+            if not np.any(w):
+                report["warnings"].append(f"synapse {s.name}: every quantized weight is zero")
+            if clipped:
+                report["warnings"].append(f"synapse {s.name}: {clipped} weights clipped")
+            worst_a_in += _worst_input(w, exp, max_in.get(s.source, 1), conv)
+            if conv:
+                synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
+                                     s.op.groups, s.op.in_shape, s.op.out_shape))
+            else:
+                synapses.append(Dense(s.name, s.source, s.target, w, exp))
+        if not is_pop:
+            r = fg.readouts[name]
+            bias = np.round(r.bias * k).astype(np.int64)
+            readouts[name] = Readout(name, r.shape, bias if np.any(bias) else None)
+            report["populations"][name] = {"kind": "readout", "scale": k}
+            continue
+        p = fg.populations[name]
+        vth_f = p.threshold * k
+        vth = int(min(max(round(vth_f), 1), fx.VTH_MAX))
+        dv = min(max(fx.decay_from_factor(p.beta), 0), fx.DV_MAX)
+        du = fx.DU_MAX if p.alpha == 0 else min(max(fx.du_from_factor(p.alpha), 0), fx.DU_MAX)
+        mant, bexp, bclip = _bias(p.bias * k * (1 << fx.ACT_SHIFT))
+        pops[name] = LIFPopulation(name, p.shape, du, dv, vth, mant, bexp)
+        headroom = fx.A_IN_SAFE / worst_a_in if worst_a_in else float("inf")
+        report["populations"][name] = {
+            "kind": "lif", "scale": k, "vth": vth, "vth_clipped": vth != round(vth_f),
+            "du": du, "dv": dv, "beta": p.beta, "beta_quantized": fx.factor_from_dv(dv),
+            "alpha": p.alpha, "alpha_quantized": 0.0 if du == fx.DU_MAX else fx.factor_from_du(du),
+            "bias_exp": bexp, "biases_clipped": bclip,
+            "worst_a_in": worst_a_in, "a_in_headroom": headroom,
+        }
+        if vth != round(vth_f):
+            report["warnings"].append(f"{name}: threshold {vth_f:.1f} clipped to {vth}")
+        if bclip:
+            report["warnings"].append(f"{name}: {bclip} biases clipped")
+        if headroom < 1:
+            report["warnings"].append(
+                f"{name}: worst-case synaptic input {worst_a_in} exceeds the 24-bit current "
+                f"({fx.A_IN_SAFE}); u wraps if every input is at its maximum at once"
+            )
+        max_in[name] = 1
+    meta = dict(fg.metadata)
+    meta["quantized"] = True
+    qg = QGraph(fg.input, pops, readouts, synapses, fg.timesteps, meta)
+    qg.validate()
+    return qg, report
+
+
+def _rel_error(q: np.ndarray, ref: np.ndarray) -> float:
+    den = float(np.sqrt(np.mean(ref**2))) if ref.size else 0.0
+    return float(np.sqrt(np.mean((q - ref) ** 2)) / den) if den > 0 else 0.0
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = ["population      vth    du    dv  bias_exp  worst a_in  headroom"]
+    for n, p in report["populations"].items():
+        if p["kind"] != "lif":
+            lines.append(f"{n:<14} (readout, scale {p['scale']:.4g})")
+            continue
+        lines.append(
+            f"{n:<14}{p['vth']:>5}{p['du']:>6}{p['dv']:>6}{p['bias_exp']:>10}"
+            f"{p['worst_a_in']:>12}{p['a_in_headroom']:>10.2f}"
+        )
+    lines.append("synapse         kind   exp  max|w|  clipped  rel.err")
+    for n, s in report["synapses"].items():
+        lines.append(
+            f"{n:<14}{s['kind']:>6}{s['weight_exp']:>6}{s['max_abs_weight']:>8}"
+            f"{s['weights_clipped']:>9}{s['rel_rms_error']:>9.4f}"
+        )
+    for w in report["warnings"]:
+        lines.append(f"warning: {w}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m convert.quantize",
+        description="Quantize a float NIR graph to Loihi's fixed-point integers and write the "
+        "integer graph as NIR (integer arrays, Loihi parameters in node metadata; see "
+        "docs/integer-nir.md). Prints what was clipped and the 24-bit headroom per population.",
+    )
+    ap.add_argument("model", help="float NIR file (from python -m convert.to_nir, or any NIR)")
+    ap.add_argument("-o", "--output", required=True, help="integer NIR file to write")
+    ap.add_argument("--dt", type=float, default=None, help="time step of a foreign NIR graph")
+    ap.add_argument("--timesteps", type=int, default=None, help="timesteps, if not recorded")
+    args = ap.parse_args(argv)
+    from convert.nir_import import import_nir
+    from targets.qgraph_io import write_qgraph
+
+    try:
+        qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps))
+        write_qgraph(args.output, qg, report)
+    except (GraphError, OSError) as e:
+        print(f"convert.quantize: {e}", file=sys.stderr)
+        return 2
+    print(format_report(report))
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""The one source of truth for Loihi fixed-point arithmetic (see docs/contract.md).
+
+Every function is written once over the array namespace: it works on numpy arrays (event_sim,
+the Lava-side code) and on torch tensors (torch_ref, chip-exact training) alike, because it only
+uses operators and a handful of functions that both libraries spell the same way. This module
+must never import torch at module level: the Lava environment has no torch.
+
+All state is int64 so that no intermediate product can overflow before the explicit 24-bit
+wrap/saturation that Lava's bit-accurate models apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+DECAY_SHIFT = 12
+DECAY_UNITY = 1 << DECAY_SHIFT  # 4096
+ACT_SHIFT = 6  # synaptic input is MSB-aligned by 2**6 before it is added to u
+VTH_SHIFT = 6  # so is the threshold
+UV_BITS = 24
+UV_MAX = 1 << (UV_BITS - 1)  # 2**23
+V_LIMIT = UV_MAX - 1  # v saturates at +-(2**23 - 1)
+
+# Bit widths of the neuron parameters (Lava declares them but does not enforce them).
+DU_MAX = DV_MAX = (1 << 12) - 1
+VTH_MAX = (1 << 17) - 1
+BIAS_MANT_MIN, BIAS_MANT_MAX = -(1 << 12), (1 << 12) - 1
+BIAS_EXP_MIN, BIAS_EXP_MAX = 0, 7
+# Dense weights: 8-bit magnitude plus sign; mixed-sign matrices lose their lowest bit in Lava
+# unless they are even, so our quantizer only produces even values in this range.
+WEIGHT_MIN, WEIGHT_MAX = -256, 255
+WEIGHT_EXP_MIN, WEIGHT_EXP_MAX = -8, 7
+# A synaptic input larger than this overflows u on its own (a_in << 6 must fit in 24 bits).
+A_IN_SAFE = 1 << (UV_BITS - 1 - ACT_SHIFT)
+
+
+def _xp(x: Any):
+    """The array library of ``x`` (numpy or torch), without importing torch eagerly."""
+    if type(x).__module__.startswith("torch"):
+        import torch
+
+        return torch
+    return np
+
+
+def trunc_shift(x, shift: int):
+    """``sign(x) * (|x| >> shift)``: a right shift that rounds toward zero, as Loihi's decays do."""
+    xp = _xp(x)
+    return xp.sign(x) * (xp.abs(x) >> shift)
+
+
+def floor_shift(x, exp: int):
+    """``x << exp`` for exp >= 0, else ``x >> -exp`` (arithmetic shift: floors, toward -inf)."""
+    return x << exp if exp >= 0 else x >> (-exp)
+
+
+def decay_u(u, du: int):
+    """Current decay. Note the +1 (Loihi's ds_offset): du=0 still decays, du=4095 clears u."""
+    return trunc_shift(u * (DECAY_UNITY - (du + 1)), DECAY_SHIFT)
+
+
+def decay_v(v, dv: int):
+    """Voltage decay. No offset here: dv=0 means no leak."""
+    return trunc_shift(v * (DECAY_UNITY - dv), DECAY_SHIFT)
+
+
+def wrap_u(x):
+    """Lava's asymmetric 24-bit wrap of the current: one correction, not a full modulo."""
+    xp = _xp(x)
+    x = xp.where(x > UV_MAX, x - 2 * UV_MAX, x)
+    return xp.where(x <= -UV_MAX, x + 2 * UV_MAX, x)
+
+
+def saturate_v(x):
+    xp = _xp(x)
+    return xp.clip(x, -V_LIMIT, V_LIMIT)
+
+
+def effective_bias(bias_mant, bias_exp: int):
+    """``bias_mant << bias_exp``; the bias is added to v directly, it is NOT scaled by 2**6."""
+    return floor_shift(bias_mant, int(bias_exp))
+
+
+def lif_step(u, v, a_in, du: int, dv: int, vth: int, bias):
+    """One timestep of Lava's PyLifModelBitAcc. Returns ``(u, v, spikes)``.
+
+    ``a_in`` is the integer synaptic input of this step, ``bias`` the effective bias
+    (see :func:`effective_bias`). ``spikes`` is a boolean array; ``v`` is already reset.
+    """
+    xp = _xp(u)
+    u = wrap_u(decay_u(u, du) + (a_in << ACT_SHIFT))
+    v = saturate_v(decay_v(v, dv) + u + bias)
+    spikes = v > (vth << VTH_SHIFT)
+    v = xp.where(spikes, xp.zeros_like(v), v)
+    return u, v, spikes
+
+
+def dense_output(acc, weight_exp: int):
+    """What a Dense synapse emits for accumulated input ``acc``: the exponent shifts the sum."""
+    return floor_shift(acc, int(weight_exp))
+
+
+def wrap_signed(x, bits: int):
+    """Two's-complement wrap to ``bits`` (Lava's Conv output clamp is this modulo)."""
+    base = 1 << bits
+    return (x + base // 2) % base - base // 2
+
+
+def conv_output(acc):
+    """What a Conv synapse emits: Lava ignores weight_exp for Conv and wraps to 24 bits."""
+    return wrap_signed(acc, UV_BITS)
+
+
+def lava_dense_weights(weights: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:
+    """What Lava's PyDenseModelBitAcc makes of an integer weight matrix at its first step.
+
+    Clip to 8 bits by sign mode, then drop ``8 - num_weight_bits + mixed`` low bits. Our
+    quantizer checks that its output is a fixed point of this function.
+    """
+    w = np.asarray(weights).astype(np.int64)
+    if w.size == 0:
+        return w
+    if w.min() >= 0:
+        mode = "excitatory"
+    elif w.max() <= 0:
+        mode = "inhibitory"
+    else:
+        mode = "mixed"
+    mixed = 1 if mode == "mixed" else 0
+    if mode == "inhibitory":
+        w = -w
+    w = np.clip(w, -(1 << 8) * mixed, (1 << 8) - 1)
+    t = 8 - num_weight_bits + mixed
+    w = (w >> t) << t
+    return -w if mode == "inhibitory" else w
+
+
+def decay_from_factor(factor: float) -> int:
+    """The 12-bit dv for a per-step voltage retention factor ``factor`` (v <- factor * v)."""
+    return int(round((1.0 - float(factor)) * DECAY_UNITY))
+
+
+def du_from_factor(factor: float) -> int:
+    """The 12-bit du for a per-step current retention factor (u <- factor * u + input)."""
+    return int(round((1.0 - float(factor)) * DECAY_UNITY)) - 1
+
+
+def factor_from_dv(dv: int) -> float:
+    return 1.0 - dv / DECAY_UNITY
+
+
+def factor_from_du(du: int) -> float:
+    return 1.0 - (du + 1) / DECAY_UNITY

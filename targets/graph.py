@@ -1,0 +1,209 @@
+"""The deployed (integer) graph that every target executes: plain dataclasses, numpy arrays.
+
+A graph is populations of Loihi LIF neurons and readouts, joined by synapses. A synapse is one
+linear map (Dense or Conv) from one source (the input or a population) to one target (a
+population or a readout); several synapses into one target add up. Every synapse costs exactly
+one timestep of latency on the deployed chip (see docs/contract.md, "Time").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+INPUT = "input"
+
+
+class GraphError(ValueError):
+    """A graph that cannot be executed as it stands (names the node and the reason)."""
+
+
+@dataclass
+class InputSpec:
+    shape: tuple[int, ...]
+    kind: str = "spikes"  # "spikes": values in {0, 1}; "graded": integers in [0, max_value]
+    max_value: int = 1
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class LIFPopulation:
+    name: str
+    shape: tuple[int, ...]
+    du: int
+    dv: int
+    vth: int
+    bias_mant: np.ndarray  # int64, flat [size]
+    bias_exp: int = 0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Readout:
+    """Integer synaptic currents delivered off-chip each step; ``bias`` is added per step."""
+
+    name: str
+    shape: tuple[int, ...]
+    bias: np.ndarray | None = None  # int64, flat [size]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class Dense:
+    name: str
+    source: str
+    target: str
+    weight: np.ndarray  # int64 [n_out, n_in] over flattened (C-order) source and target
+    weight_exp: int = 0
+
+
+@dataclass
+class Conv:
+    """A 2-D convolution in PyTorch's layout and sense (cross-correlation).
+
+    ``weight`` is [C_out, C_in // groups, kh, kw]; source and target shapes are (C, H, W).
+    The Lava target flips and transposes it into Lava's true convolution over (x, y, c).
+    Lava ignores weight exponents on Conv, so there is none here.
+    """
+
+    name: str
+    source: str
+    target: str
+    weight: np.ndarray
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    groups: int
+    in_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]
+
+
+Synapse = Dense | Conv
+
+
+def topo_order(nodes: list[str], synapses: list) -> list[str]:
+    """``nodes`` ordered so that every synapse's source precedes its target."""
+    done = {INPUT}
+    pending = list(nodes)
+    out: list[str] = []
+    while pending:
+        ready = [n for n in pending if all(s.source in done for s in synapses if s.target == n)]
+        if not ready:
+            raise GraphError(f"graph has a cycle or dangling source among {pending}")
+        for n in ready:
+            out.append(n)
+            done.add(n)
+            pending.remove(n)
+    return out
+
+
+@dataclass
+class QGraph:
+    input: InputSpec
+    populations: dict[str, LIFPopulation]
+    readouts: dict[str, Readout]
+    synapses: list[Synapse]
+    timesteps: int
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def node_shape(self, name: str) -> tuple[int, ...]:
+        if name == INPUT:
+            return self.input.shape
+        if name in self.populations:
+            return self.populations[name].shape
+        if name in self.readouts:
+            return self.readouts[name].shape
+        raise GraphError(f"unknown node {name!r}")
+
+    def incoming(self, name: str) -> list[Synapse]:
+        return [s for s in self.synapses if s.target == name]
+
+    def outgoing(self, name: str) -> list[Synapse]:
+        return [s for s in self.synapses if s.source == name]
+
+    def order(self) -> list[str]:
+        """Populations and readouts in an order where every source precedes its targets."""
+        return topo_order([*self.populations, *self.readouts], self.synapses)
+
+    def latency(self) -> dict[str, int]:
+        """Deployed latency of every node: input column k reaches node n at step k + latency[n].
+
+        Every synapse adds one step. Paths of different depth into one node would make the
+        deployed net compute something other than the trained net, so they are refused here.
+        """
+        lat = {INPUT: 0}
+        for n in self.order():
+            depths = {lat[s.source] + 1 for s in self.incoming(n)}
+            if not depths:
+                raise GraphError(f"node {n!r} has no incoming synapse")
+            if len(depths) > 1:
+                raise GraphError(
+                    f"paths of different depth {sorted(depths)} meet at {n!r}: "
+                    "latency balancing is needed"
+                )
+            lat[n] = depths.pop()
+        return lat
+
+    def validate(self) -> None:
+        """Shapes chain, names resolve, parameters are in Loihi's ranges."""
+        from targets import fixedpoint as fx
+
+        names = {INPUT, *self.populations, *self.readouts}
+        for s in self.synapses:
+            for end in (s.source, s.target):
+                if end not in names:
+                    raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
+            if s.target == INPUT or s.source in self.readouts:
+                raise GraphError(f"synapse {s.name!r} runs the wrong way ({s.source}->{s.target})")
+            n_in = int(np.prod(self.node_shape(s.source)))
+            n_out = int(np.prod(self.node_shape(s.target)))
+            if isinstance(s, Dense):
+                if s.weight.shape != (n_out, n_in):
+                    raise GraphError(
+                        f"synapse {s.name!r}: weight {s.weight.shape} does not map "
+                        f"{s.source} ({n_in}) to {s.target} ({n_out})"
+                    )
+                if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
+                    raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
+            else:
+                in_ok = int(np.prod(s.in_shape)) == n_in
+                out_ok = int(np.prod(s.out_shape)) == n_out
+                if not (in_ok and out_ok):
+                    raise GraphError(
+                        f"synapse {s.name!r}: conv {s.in_shape}->{s.out_shape} does not chain "
+                        f"{self.node_shape(s.source)}->{self.node_shape(s.target)}"
+                    )
+            if s.weight.size and (s.weight.min() < fx.WEIGHT_MIN or s.weight.max() > fx.WEIGHT_MAX):
+                raise GraphError(f"synapse {s.name!r}: weights outside 8-bit range")
+        for p in self.populations.values():
+            checks = {
+                "du": (p.du, 0, fx.DU_MAX),
+                "dv": (p.dv, 0, fx.DV_MAX),
+                "vth": (p.vth, 0, fx.VTH_MAX),
+                "bias_exp": (p.bias_exp, fx.BIAS_EXP_MIN, fx.BIAS_EXP_MAX),
+            }
+            for key, (val, lo, hi) in checks.items():
+                if not lo <= int(val) <= hi:
+                    raise GraphError(f"population {p.name!r}: {key}={val} outside [{lo}, {hi}]")
+            if p.bias_mant.shape != (p.size,):
+                raise GraphError(f"population {p.name!r}: bias shape {p.bias_mant.shape}")
+            if p.bias_mant.size and (
+                p.bias_mant.min() < fx.BIAS_MANT_MIN or p.bias_mant.max() > fx.BIAS_MANT_MAX
+            ):
+                raise GraphError(f"population {p.name!r}: bias mantissa outside 13 bits")
+        self.latency()
+
+    @property
+    def depth(self) -> int:
+        lat = self.latency()
+        return max(lat[n] for n in (*self.populations, *self.readouts))

@@ -1,0 +1,175 @@
+"""The integer graph as a NIR file, and the one entry point that loads any graph for a target.
+
+Layout (documented for other executors in docs/integer-nir.md): standard NIR primitives whose
+arrays hold the integers, with Loihi's parameters in node metadata:
+- population -> ``nir.LIF`` (float fields describe the same dynamics approximately) with
+  metadata ``loihi_du, loihi_dv, loihi_vth, loihi_bias_exp`` and ``loihi_bias_mant`` (array);
+- Dense -> ``nir.Linear`` (integer weights) with metadata ``loihi_weight_exp``;
+- Conv -> ``nir.Conv2d`` (integer weights, PyTorch layout and sense);
+- readout -> ``nir.Output`` with optional metadata ``loihi_readout_bias``;
+graph metadata ``neurodeploy_integer = 1``, ``timesteps``, ``input_kind``, ``input_max``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from targets import fixedpoint as fx
+from targets.graph import INPUT, Conv, Dense, GraphError, InputSpec, LIFPopulation, QGraph, Readout
+
+DT = 1e-3
+
+
+def _meta(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        return v.item()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
+    import nir
+
+    nodes: dict[str, Any] = {
+        INPUT: nir.Input(
+            {"input": np.array(qg.input.shape)},
+            metadata={"kind": qg.input.kind, "max_value": qg.input.max_value},
+        )
+    }
+    edges: list[tuple[str, str]] = []
+    for p in qg.populations.values():
+        keep = fx.factor_from_dv(p.dv)
+        tau = DT / max(1.0 - keep, 1e-9)
+        nodes[p.name] = nir.LIF(
+            tau=np.full(p.shape, tau), r=np.full(p.shape, tau / DT),
+            v_leak=np.zeros(p.shape), v_threshold=np.full(p.shape, float(p.vth << fx.VTH_SHIFT)),
+            v_reset=np.zeros(p.shape),
+            metadata={"loihi_du": p.du, "loihi_dv": p.dv, "loihi_vth": p.vth,
+                      "loihi_bias_exp": p.bias_exp, "loihi_bias_mant": p.bias_mant.copy()},
+        )
+    for r in qg.readouts.values():
+        md = {} if r.bias is None else {"loihi_readout_bias": r.bias.copy()}
+        nodes[r.name] = nir.Output({"output": np.array(r.shape)}, metadata=md)
+    for s in qg.synapses:
+        if s.name in nodes:
+            raise GraphError(f"synapse {s.name!r} has the name of another node")
+        if isinstance(s, Dense):
+            nodes[s.name] = nir.Linear(weight=s.weight.copy(),
+                                       metadata={"loihi_weight_exp": s.weight_exp})
+        else:
+            nodes[s.name] = nir.Conv2d(
+                input_shape=tuple(s.in_shape[1:]), weight=s.weight.copy(), stride=s.stride,
+                padding=s.padding, dilation=(1, 1), groups=s.groups,
+                bias=np.zeros(s.weight.shape[0], dtype=np.int64),
+                metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.out_shape)},
+            )
+        edges += [(s.source, s.name), (s.name, s.target)]
+    meta = {k: v for k, v in qg.metadata.items() if isinstance(v, str | int | float | bool)}
+    meta.update(neurodeploy_integer=1, timesteps=qg.timesteps, input_kind=qg.input.kind,
+                input_max=qg.input.max_value)
+    if report is not None:
+        meta["quantization_report"] = json.dumps(report, default=float)
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+
+
+def write_atomic(path: str | Path, write: Any) -> None:
+    """Call ``write(tmp_path)`` then move the file into place: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_qgraph(path: str | Path, qg: QGraph, report: dict[str, Any] | None = None) -> None:
+    import nir
+
+    g = to_nir(qg, report)
+    write_atomic(path, lambda tmp: nir.write(tmp, g))
+
+
+def is_integer_graph(g: Any) -> bool:
+    return int(_meta(dict(g.metadata or {}).get("neurodeploy_integer", 0)) or 0) == 1
+
+
+def from_nir(g: Any) -> QGraph:
+    meta = {k: _meta(v) for k, v in dict(g.metadata or {}).items()}
+    pops: dict[str, LIFPopulation] = {}
+    readouts: dict[str, Readout] = {}
+    synapses: list[Dense | Conv] = []
+    preds: dict[str, str] = {}
+    succs: dict[str, str] = {}
+    for a, b in g.edges:
+        preds[b] = a
+        succs[a] = b
+    in_spec = None
+    for name, node in g.nodes.items():
+        kind = type(node).__name__
+        md = {k: _meta(v) for k, v in dict(node.metadata or {}).items()}
+        if kind == "Input":
+            shape = tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))))
+            in_spec = InputSpec(shape, str(md.get("kind", meta.get("input_kind", "spikes"))),
+                                int(md.get("max_value", meta.get("input_max", 1))))
+        elif kind == "LIF":
+            shape = tuple(np.asarray(node.v_threshold).shape)
+            pops[name] = LIFPopulation(
+                name, shape, int(md["loihi_du"]), int(md["loihi_dv"]), int(md["loihi_vth"]),
+                np.asarray(md["loihi_bias_mant"], dtype=np.int64).reshape(-1),
+                int(md["loihi_bias_exp"]),
+            )
+        elif kind == "Output":
+            shape = tuple(int(x) for x in np.asarray(next(iter(node.output_type.values()))))
+            b = md.get("loihi_readout_bias")
+            readouts[name] = Readout(name, shape,
+                                     None if b is None else np.asarray(b, dtype=np.int64))
+        elif kind == "Linear":
+            synapses.append(Dense(name, preds[name], succs[name],
+                                  np.asarray(node.weight).astype(np.int64),
+                                  int(md.get("loihi_weight_exp", 0))))
+        elif kind == "Conv2d":
+            synapses.append(Conv(
+                name, preds[name], succs[name], np.asarray(node.weight).astype(np.int64),
+                tuple(int(x) for x in np.broadcast_to(node.stride, (2,))),
+                tuple(int(x) for x in np.broadcast_to(node.padding, (2,))), int(node.groups),
+                tuple(int(x) for x in md["in_shape"]), tuple(int(x) for x in md["out_shape"]),
+            ))
+        else:
+            raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
+    if in_spec is None:
+        raise GraphError("integer graph has no Input node")
+    qg = QGraph(in_spec, pops, readouts, synapses, int(meta.get("timesteps", 0)), meta)
+    qg.validate()
+    return qg
+
+
+def load_graph(
+    path: str | Path, *, dt: float | None = None, timesteps: int | None = None,
+    input_kind: str | None = None,
+) -> tuple[QGraph, dict[str, Any]]:
+    """Any NIR file -> the integer graph: integer files are read, float ones quantized."""
+    from convert.nir_import import import_nir, read_nir
+
+    g = read_nir(path)
+    if is_integer_graph(g):
+        qg = from_nir(g)
+        if timesteps:
+            qg.timesteps = timesteps
+        rep = qg.metadata.get("quantization_report")
+        return qg, (json.loads(rep) if isinstance(rep, str) else {})
+    from convert.quantize import quantize
+
+    return quantize(import_nir(g, dt=dt, timesteps=timesteps, input_kind=input_kind))
