@@ -1,0 +1,187 @@
+"""Command-line plumbing shared by every target's script: graph, inputs, summary, records.
+
+numpy only (the Lava script runs it in the Lava environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from targets.base import RunResult, readout_scores
+from targets.graph import GraphError, QGraph
+
+
+class UserError(ValueError):
+    """Bad input from the user: reported as one line, exit code 2."""
+
+
+@dataclass
+class Prepared:
+    graph: QGraph
+    report: dict[str, Any]
+    inputs: np.ndarray  # int [N, T, *input_shape]
+    labels: np.ndarray | None
+    source_desc: str
+    record: str | None = None
+
+
+def add_common_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("model", help="NIR file: float (from convert.to_nir or another framework) "
+                    "or integer (from convert.quantize); float graphs are quantized on load")
+    ap.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
+    ap.add_argument("--offset", type=int, default=0, help="index of the first sample (default 0)")
+    ap.add_argument("--dataset", default=None,
+                    help="dataset to draw samples from (default: the one recorded in the graph)")
+    ap.add_argument("--split", default="test", choices=("train", "val", "test"))
+    ap.add_argument("--input", default=None, metavar="inputs.npy",
+                    help="user-supplied input spikes/values [sample, timestep, *input_shape] "
+                    "(for graphs without dataset metadata, e.g. exported by snnTorch or Norse)")
+    ap.add_argument("--labels", default=None, metavar="labels.npy",
+                    help="labels for --input, to report accuracy")
+    ap.add_argument("--timesteps", type=int, default=None,
+                    help="timesteps per sample, for graphs that do not record it")
+    ap.add_argument("--dt", type=float, default=None,
+                    help="time step of a foreign NIR graph (default: recorded dt, else 1e-4)")
+    ap.add_argument("--record", default=None, metavar="out.npz",
+                    help="save spike records [sample, timestep, *shape] and counters to this file")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, Any, str]:
+    if args.input:
+        p = Path(args.input)
+        if not p.is_file():
+            raise UserError(f"{p}: no such input file")
+        try:
+            x = np.load(p, allow_pickle=False)
+        except Exception as e:
+            raise UserError(f"{p}: not a .npy array ({e})") from None
+        x = x[args.offset : args.offset + args.samples]
+        labels = None
+        if args.labels:
+            labels = np.load(args.labels, allow_pickle=False)[args.offset : args.offset + len(x)]
+        return x, labels, f"{p} [{args.offset}:{args.offset + len(x)}]"
+    from train.data import DatasetError, load_dataset
+    from train.encoding import encode
+
+    meta = graph.metadata
+    dataset = args.dataset or meta.get("dataset")
+    if not dataset:
+        raise UserError("the graph records no dataset: pass --input inputs.npy "
+                        "([sample, timestep, *input_shape]) or --dataset NAME")
+    kind = meta.get("encoding")
+    if kind not in ("direct", "rate"):
+        raise UserError("the graph records no input encoding: pass --input inputs.npy")
+    try:
+        images, labels = load_dataset(str(dataset), args.split)
+    except DatasetError as e:
+        raise UserError(str(e)) from None
+    lo, hi = args.offset, min(args.offset + args.samples, len(images))
+    if lo >= hi:
+        raise UserError(f"--offset {lo} is past the end of {dataset}/{args.split} ({len(images)})")
+    x = encode(images[lo:hi], kind, graph.timesteps, seed=int(meta.get("encoding_seed", 0)),
+               first_index=lo)
+    return x, labels[lo:hi], f"{dataset}/{args.split} [{lo}:{hi}] ({kind} encoding)"
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    from targets.qgraph_io import load_graph
+
+    if args.samples <= 0:
+        raise UserError("--samples must be positive")
+    graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps)
+    x, labels, desc = _load_inputs(args, graph)
+    return Prepared(graph, report, x, labels, desc, args.record)
+
+
+def accuracy(graph: QGraph, result: RunResult, labels: np.ndarray | None) -> float | None:
+    if labels is None or len(graph.readouts) != 1:
+        return None
+    scores = readout_scores(graph, result.readouts)
+    return float(np.mean(np.argmax(scores, axis=1) == labels[: len(scores)]))
+
+
+def save_record(path: str | Path, result: RunResult, extra: dict[str, Any] | None = None) -> None:
+    from targets.qgraph_io import write_atomic
+
+    arrays: dict[str, np.ndarray] = {}
+    for k, v in result.spikes.items():
+        arrays[f"spikes/{k}"] = v
+    for k, v in result.readouts.items():
+        arrays[f"readouts/{k}"] = v
+    for k, (u, v) in result.states.items():
+        arrays[f"states/{k}/u"] = u
+        arrays[f"states/{k}/v"] = v
+    arrays["counters"] = np.array(json.dumps(result.counters))
+    for k, v in (extra or {}).items():
+        arrays[k] = np.asarray(v)
+
+    def write(tmp: str) -> None:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        Path(tmp).write_bytes(buf.getvalue())
+
+    write_atomic(path, write)
+
+
+def load_record(path: str | Path) -> RunResult:
+    with np.load(path, allow_pickle=False) as z:
+        spikes = {k[7:]: z[k] for k in z.files if k.startswith("spikes/")}
+        readouts = {k[9:]: z[k] for k in z.files if k.startswith("readouts/")}
+        counters = json.loads(str(z["counters"])) if "counters" in z.files else {}
+        states = {}
+        for k in z.files:
+            if k.startswith("states/") and k.endswith("/u"):
+                name = k[7:-2]
+                states[name] = (z[k], z[f"states/{name}/v"])
+    return RunResult(spikes, readouts, counters, states)
+
+
+def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float) -> int:
+    g = prep.graph
+    n = len(prep.inputs)
+    acc = accuracy(g, result, prep.labels)
+    print(f"{name}: {n} samples from {prep.source_desc}, T={g.timesteps}")
+    print(f"{'population':<16}{'neurons':>9}{'spikes':>12}{'rate/step':>11}")
+    for pop, s in result.spikes.items():
+        rate = s.mean() if s.size else 0.0
+        print(f"{pop:<16}{s.shape[-1]:>9}{int(s.sum()):>12}{rate:>11.4f}")
+    for k in ("synaptic_events", "ac", "mac"):
+        if k in result.counters:
+            print(f"{k:<16}{int(result.counters[k]):>21}")
+    print(f"{'wall time':<16}{wall_s:>20.2f}s  ({n / max(wall_s, 1e-9):.1f} samples/s)")
+    if acc is not None:
+        print(f"accuracy: {acc * 100:.2f}% ({n} samples)")
+    if prep.record:
+        extra: dict[str, Any] = {}
+        if prep.labels is not None:
+            extra["labels"] = prep.labels
+        if len(g.readouts) == 1:
+            extra["scores"] = readout_scores(g, result.readouts)
+        save_record(prep.record, result, extra)
+        print(f"records written to {prep.record}")
+    return 0
+
+
+def cli(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
+    """Run ``main``; bad input becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        return main(argv)
+    except (UserError, GraphError, FileNotFoundError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,100 @@
+"""Reference target: the trained model's integer forward, batched, layer by layer, in torch.
+
+No synaptic latency here: layer l at step t sees layer l-1 at step t, exactly as the model was
+trained. The deployed targets must reproduce these records after removing their latency. The
+arithmetic is targets/fixedpoint.py applied to torch tensors (int64); matrix products and
+convolutions run in float64, which is exact for these integer magnitudes (< 2**53), and are
+rounded back to int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from targets import fixedpoint as fx
+from targets.base import RunResult, check_inputs
+from targets.graph import INPUT, Conv, QGraph
+
+_EXACT = 2**53
+
+
+def synapse_output(s, x: torch.Tensor) -> torch.Tensor:
+    """One synapse over all steps at once: x [B, n_in] int64 -> [B, n_out] int64."""
+    w = torch.from_numpy(np.ascontiguousarray(s.weight)).to(torch.float64)
+    xf = x.to(torch.float64)
+    if isinstance(s, Conv):
+        y = F.conv2d(xf.reshape(-1, *s.in_shape), w, stride=s.stride, padding=s.padding,
+                     groups=s.groups).reshape(x.shape[0], -1)
+    else:
+        y = xf @ w.T
+    if y.numel() and float(y.abs().max()) >= _EXACT:
+        raise OverflowError(f"synapse {s.name}: accumulation beyond float64's exact range")
+    acc = torch.round(y).to(torch.int64)
+    return fx.conv_output(acc) if isinstance(s, Conv) else fx.dense_output(acc, s.weight_exp)
+
+
+def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
+        progress: bool = False) -> RunResult:
+    x = torch.from_numpy(check_inputs(graph, inputs))
+    n, t_steps = x.shape[:2]
+    acts: dict[str, torch.Tensor] = {INPUT: x}
+    spikes: dict[str, np.ndarray] = {}
+    readouts: dict[str, np.ndarray] = {}
+    states: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    counters = {"synaptic_events": 0, "ac": 0, "mac": 0}
+    for name in graph.order():
+        a_in = None
+        for s in graph.incoming(name):
+            src = acts[s.source]
+            out = synapse_output(s, src.reshape(n * t_steps, -1)).reshape(n, t_steps, -1)
+            a_in = out if a_in is None else a_in + out
+            fanout = torch.from_numpy((s.weight != 0).reshape(s.weight.shape[0], -1))
+            events = _events(s, src, fanout)
+            counters["synaptic_events"] += events
+            graded = s.source == INPUT and graph.input.kind == "graded"
+            counters["mac" if graded else "ac"] += events
+        if name in graph.readouts:
+            readouts[name] = a_in.numpy()
+            continue
+        p = graph.populations[name]
+        bias = fx.effective_bias(torch.from_numpy(p.bias_mant), p.bias_exp)
+        u = torch.zeros(n, p.size, dtype=torch.int64)
+        v = torch.zeros_like(u)
+        out_s = torch.zeros(n, t_steps, p.size, dtype=torch.bool)
+        us, vs = [], []
+        for t in range(t_steps):
+            u, v, s_t = fx.lif_step(u, v, a_in[:, t], p.du, p.dv, p.vth, bias)
+            out_s[:, t] = s_t
+            if record_state:
+                us.append(u)
+                vs.append(v)
+        spikes[name] = out_s.numpy()
+        acts[name] = out_s.to(torch.int64)
+        if record_state:
+            states[name] = (torch.stack(us, 1).numpy(), torch.stack(vs, 1).numpy())
+    return RunResult(spikes, readouts, counters, states)
+
+
+def _events(s, src: torch.Tensor, fanout: torch.Tensor) -> int:
+    """Synaptic events: for each nonzero input entry, its number of nonzero outgoing weights."""
+    active = (src != 0).reshape(-1, src.shape[-1]).sum(0).to(torch.float64)
+    if isinstance(s, Conv):
+        # fan-out of every input position: transposed conv of ones through the nonzero kernel
+        ones = torch.ones(1, *s.out_shape, dtype=torch.float64)
+        k = fanout.reshape(s.weight.shape).to(torch.float64)
+        per_in = F.conv_transpose2d(ones, k, stride=s.stride, padding=s.padding, groups=s.groups)
+        per_in = _fit(per_in[0], s.in_shape).reshape(-1)
+    else:
+        per_in = fanout.sum(0).to(torch.float64)
+    return int(round(float(active @ per_in)))
+
+
+def _fit(y: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """conv_transpose2d may come out short of the input size when stride doesn't divide it."""
+    c, h, w = shape
+    out = torch.zeros(c, h, w, dtype=y.dtype)
+    hh, ww = min(h, y.shape[1]), min(w, y.shape[2])
+    out[:, :hh, :ww] = y[:, :hh, :ww]
+    return out
