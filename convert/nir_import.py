@@ -359,7 +359,10 @@ class _Importer:
             incoming: list[FSynapse] = []
             bias = np.zeros(size)
             for src, chain in self.paths_into(name):
-                op, b = self.compose(src, chain) if chain else (FDense(np.eye(size)), np.zeros(size))
+                if chain:
+                    op, b = self.compose(src, chain)
+                else:  # neuron straight into neuron: an identity synapse
+                    op, b = FDense(np.eye(size)), np.zeros(size)
                 if src == in_name:
                     op = _scaled(op, scale)
                 label = chain[-1] if chain else f"{src}_to_{name}"
@@ -415,10 +418,11 @@ class _Importer:
         return order
 
 
-def _scaled(op: FDense | FConv, scale: float) -> FDense | FConv:
+def _scaled(op: FDense | FConv, scale: float, weight: np.ndarray | None = None) -> FDense | FConv:
+    w = (op.weight if weight is None else weight) * scale
     if isinstance(op, FDense):
-        return FDense(op.weight * scale)
-    return FConv(op.weight * scale, op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
+        return FDense(w)
+    return FConv(w, op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
 
 
 def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
@@ -435,11 +439,7 @@ def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
             f"synapse {s.name!r}: per-neuron gains/thresholds vary within a conv channel"
         )
     w = s.op.weight * per_c[:, 0][:, None, None, None]
-    return FSynapse(s.name, s.source, s.target, FConv(w, *_conv_rest(s.op)))
-
-
-def _conv_rest(op: FConv) -> tuple:
-    return (op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
+    return FSynapse(s.name, s.source, s.target, _scaled(s.op, 1.0, weight=w))
 
 
 def import_nir(

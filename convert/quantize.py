@@ -1,9 +1,10 @@
 """Float graph -> Loihi integers. The one place where float becomes fixed point (deterministic).
 
 Per target population we pick one scale ``k`` (integer units per unit of float voltage, before
-Loihi's 2**6 alignment): the largest incoming |weight| uses the 8-bit range, unless that would
-push the threshold past ``VTH_TARGET``; then ``k`` drops by powers of two and Dense synapses
-take a negative weight exponent so their weights keep the full 8-bit range. Mixed-sign weights
+Loihi's 2**6 alignment): as large as possible while the biggest weight fits 8 bits, the
+threshold fits 17 bits and no single step's worst-case input can wrap the 24-bit current.
+Dense synapses whose weights are small at that scale take a negative weight exponent so that
+their weights still use the 8-bit range (Conv cannot: Lava ignores its exponent). Mixed-sign weights
 are even, so Lava's truncation of the lowest bit leaves them unchanged (checked, not assumed).
 Everything clipped or approximated is counted in the report.
 
@@ -19,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from convert.float_graph import FConv, FGraph, FSynapse
+from convert.float_graph import FConv, FGraph, FPopulation, FSynapse
 from targets import fixedpoint as fx
 from targets.graph import Conv, Dense, GraphError, LIFPopulation, QGraph, Readout
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
-VTH_TARGET = 1 << 12  # threshold ceiling for Dense-fed populations: leaves 32x current headroom
-VTH_TARGET_CONV = 1 << 14  # Conv ignores weight_exp, so trade headroom for weight resolution
+HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
 
 
 def _int_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
@@ -47,27 +47,39 @@ def _max_abs(s: FSynapse) -> float:
     return float(np.abs(s.op.weight).max()) if s.op.weight.size else 0.0
 
 
-def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> int:
+def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> float:
     """Largest |a_in| one synapse can deliver in one step (every input at its maximum)."""
     axes = (1, 2, 3) if conv else (1,)
     pos = np.clip(w, 0, None).sum(axis=axes) * max_value
     neg = np.clip(w, None, 0).sum(axis=axes) * max_value
-    worst = max(int(pos.max(initial=0)), -int(neg.min(initial=0)))
-    return int(fx.floor_shift(np.int64(worst), weight_exp)) if not conv else worst
+    worst = max(float(pos.max(initial=0)), -float(neg.min(initial=0)))
+    return worst * 2.0**weight_exp if not conv else worst
 
 
-def _scale_for(target_threshold: float | None, syns: list[FSynapse]) -> float:
+def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int]) -> float:
     maxw = max((_max_abs(s) for s in syns), default=0.0)
-    only_conv = bool(syns) and all(isinstance(s.op, FConv) for s in syns)
-    if target_threshold is None:  # readout: no threshold, full weight range
-        return WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
-    ceiling = (VTH_TARGET_CONV if only_conv else VTH_TARGET) / target_threshold
-    if maxw == 0:
-        return ceiling
-    k_w = WEIGHT_LIMIT / maxw
-    if k_w <= ceiling:
+    k_w = WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
+    if pop is None:  # readout: no threshold, full weight range
         return k_w
-    return k_w / 2 ** math.ceil(math.log2(k_w / ceiling))
+    # The largest scale at which the biggest weight fits 8 bits, the threshold 17 bits, the
+    # biases 13+3 bits, and even the worst-case input of one step cannot wrap the 24-bit current.
+    worst = sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
+                for s in syns)
+    caps = [fx.VTH_MAX / pop.threshold]
+    if worst > 0:
+        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
+    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
+    if peak_bias > 0:
+        caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
+    cap = min(caps)
+    if k_w <= cap:
+        return k_w
+    biggest = max(syns, key=_max_abs)
+    if isinstance(biggest.op, FConv):
+        return cap
+    # A power-of-two fraction of k_w: the biggest Dense weight then uses the full 8 bits with
+    # a negative weight exponent.
+    return k_w / 2 ** math.ceil(math.log2(k_w / cap))
 
 
 def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -91,7 +103,7 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
     for name in fg.order():
         syns = fg.incoming(name)
         is_pop = name in fg.populations
-        k = _scale_for(fg.populations[name].threshold if is_pop else None, syns)
+        k = _scale_for(fg.populations[name] if is_pop else None, syns, max_in)
         worst_a_in = 0
         for s in syns:
             conv = isinstance(s.op, FConv)
@@ -111,7 +123,7 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
                 report["warnings"].append(f"synapse {s.name}: every quantized weight is zero")
             if clipped:
                 report["warnings"].append(f"synapse {s.name}: {clipped} weights clipped")
-            worst_a_in += _worst_input(w, exp, max_in.get(s.source, 1), conv)
+            worst_a_in += int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
             if conv:
                 synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
                                      s.op.groups, s.op.in_shape, s.op.out_shape))

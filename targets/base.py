@@ -48,7 +48,7 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
 def readout_scores(graph: QGraph, readouts: dict[str, np.ndarray]) -> np.ndarray:
     """Class scores: the single readout summed over time plus its per-step bias."""
     if len(graph.readouts) != 1:
-        raise ValueError(f"classification needs exactly one readout, graph has {len(graph.readouts)}")
+        raise ValueError(f"classification needs one readout, graph has {len(graph.readouts)}")
     (name, r), = graph.readouts.items()
     total = readouts[name].sum(axis=1)
     if r.bias is not None:

@@ -62,9 +62,18 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
     for s in qg.synapses:
         if s.name in nodes:
             raise GraphError(f"synapse {s.name!r} has the name of another node")
+        src = s.source
         if isinstance(s, Dense):
             nodes[s.name] = nir.Linear(weight=s.weight.copy(),
                                        metadata={"loihi_weight_exp": s.weight_exp})
+            src_shape = qg.node_shape(s.source)
+            if len(src_shape) > 1:  # NIR types must chain: flatten a (C, H, W) source first
+                src = f"{s.name}_flatten"
+                nodes[src] = nir.Flatten({"input": np.array(src_shape)}, start_dim=0, end_dim=-1)
+                edges.append((s.source, src))
+            if len(qg.node_shape(s.target)) > 1:
+                raise GraphError(f"synapse {s.name!r}: NIR cannot express a Dense map into the "
+                                 f"shaped population {s.target!r}")
         else:
             nodes[s.name] = nir.Conv2d(
                 input_shape=tuple(s.in_shape[1:]), weight=s.weight.copy(), stride=s.stride,
@@ -72,7 +81,7 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
                 bias=np.zeros(s.weight.shape[0], dtype=np.int64),
                 metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.out_shape)},
             )
-        edges += [(s.source, s.name), (s.name, s.target)]
+        edges += [(src, s.name), (s.name, s.target)]
     meta = {k: v for k, v in qg.metadata.items() if isinstance(v, str | int | float | bool)}
     meta.update(neurodeploy_integer=1, timesteps=qg.timesteps, input_kind=qg.input.kind,
                 input_max=qg.input.max_value)
@@ -116,6 +125,11 @@ def from_nir(g: Any) -> QGraph:
     for a, b in g.edges:
         preds[b] = a
         succs[a] = b
+    flat = {n for n, node in g.nodes.items() if type(node).__name__ == "Flatten"}
+    for n in flat:  # a Flatten only reshapes: the synapse reads the node before it
+        for b, a in list(preds.items()):
+            if a == n:
+                preds[b] = preds[n]
     in_spec = None
     for name, node in g.nodes.items():
         kind = type(node).__name__
@@ -147,7 +161,7 @@ def from_nir(g: Any) -> QGraph:
                 tuple(int(x) for x in np.broadcast_to(node.padding, (2,))), int(node.groups),
                 tuple(int(x) for x in md["in_shape"]), tuple(int(x) for x in md["out_shape"]),
             ))
-        else:
+        elif kind != "Flatten":
             raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
     if in_spec is None:
         raise GraphError("integer graph has no Input node")
