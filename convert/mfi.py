@@ -1,0 +1,120 @@
+"""Multiplication-free inference (MFI) certificate: per synaptic edge, is every event an AC?
+
+    python -m convert.mfi model.nir [--samples 100]
+
+NeuroBench's rule: an effective synaptic operation whose input is a binary spike is an
+accumulate (AC); one whose input is any other value is a multiply-accumulate (MAC); bias is
+excluded. Neuron decays (one fixed 12-bit constant product per neuron per step) are listed
+separately, not as synaptic operations. Exit code 1 if any MAC edge remains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from targets.graph import INPUT, Conv, QGraph
+
+
+@dataclass
+class Edge:
+    synapse: str
+    source: str
+    target: str
+    input_kind: str  # "binary spikes" or "graded (MAC)"
+    static_ops_per_step: int  # every source entry active: nonzero fan-out summed
+    measured_ops: int | None = None
+
+    @property
+    def is_mac(self) -> bool:
+        return self.input_kind.startswith("graded")
+
+
+def _fanout_total(s: Any) -> int:
+    nz = np.count_nonzero(s.weight)
+    if isinstance(s, Conv):
+        _, ho, wo = s.out_shape
+        return int(nz * ho * wo)  # upper bound: ignores kernel taps that fall in the padding
+    return int(nz)
+
+
+def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
+    edges = []
+    for s in graph.synapses:
+        graded = s.source == INPUT and graph.input.kind == "graded"
+        kind = "graded (MAC)" if graded else "binary spikes"
+        measured = None
+        if counters is not None and f"events/{s.name}" in counters:
+            measured = int(counters[f"events/{s.name}"])
+        edges.append(Edge(s.name, s.source, s.target, kind, _fanout_total(s), measured))
+    return edges
+
+
+def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
+    t = graph.timesteps
+    head = f"{'synapse':<14}{'source':<12}{'target':<12}{'input':<16}{'static/step':>12}"
+    if n_samples:
+        head += f"{'measured/sample':>17}"
+    lines = [head]
+    for e in edges:
+        row = (f"{e.synapse:<14}{e.source:<12}{e.target:<12}{e.input_kind:<16}"
+               f"{e.static_ops_per_step:>12}")
+        if n_samples and e.measured_ops is not None:
+            row += f"{e.measured_ops / n_samples:>17.1f}"
+        lines.append(row)
+    macs = [e for e in edges if e.is_mac]
+    ac_static = sum(e.static_ops_per_step for e in edges if not e.is_mac) * t
+    mac_static = sum(e.static_ops_per_step for e in macs) * t
+    neurons = sum(p.size for p in graph.populations.values())
+    lines.append(f"static worst case per sample (T={t}): {ac_static} ACs, {mac_static} MACs")
+    if n_samples:
+        ac_m = sum(e.measured_ops or 0 for e in edges if not e.is_mac) / n_samples
+        mac_m = sum(e.measured_ops or 0 for e in macs) / n_samples
+        lines.append(f"measured per sample ({n_samples} samples): {ac_m:.1f} ACs, {mac_m:.1f} MACs")
+    lines.append(f"neuron decays (not synaptic): {neurons * t} constant products per sample")
+    if macs:
+        lines.append("NOT multiplication-free: " + ", ".join(
+            f"{e.synapse} ({e.source} -> {e.target}: graded input)" for e in macs))
+    else:
+        lines.append("multiplication-free: every synaptic edge receives binary spikes")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from targets.runner import add_common_args, prepare
+
+    ap = argparse.ArgumentParser(
+        prog="python -m convert.mfi",
+        description="Multiplication-free inference certificate: lists every synaptic edge "
+        "with its input kind and its synaptic operations (static worst case, and measured by "
+        "the event simulator on real inputs), split into ACs and MACs by NeuroBench's rule. "
+        "Exit 1 if any MAC edge remains.",
+    )
+    add_common_args(ap)
+    ap.add_argument("--static-only", action="store_true", help="do not run samples")
+    args = ap.parse_args(argv)
+    if args.static_only:
+        from targets.qgraph_io import load_graph
+
+        graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps)
+        counters, n = None, None
+    else:
+        from targets import event_sim
+
+        prep = prepare(args)
+        graph = prep.graph
+        counters = event_sim.run(graph, prep.inputs, progress=not args.no_progress).counters
+        n = len(prep.inputs)
+    edges = certificate(graph, counters)
+    print(format_certificate(graph, edges, n))
+    return 1 if any(e.is_mac for e in edges) else 0
+
+
+if __name__ == "__main__":
+    from targets.runner import cli
+
+    sys.exit(cli("convert.mfi", main))
