@@ -53,6 +53,7 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
             fanout = torch.from_numpy((s.weight != 0).reshape(s.weight.shape[0], -1))
             events = _events(s, src, fanout)
             counters["synaptic_events"] += events
+            counters[f"events/{s.name}"] = events
             graded = s.source == INPUT and graph.input.kind == "graded"
             counters["mac" if graded else "ac"] += events
         if name in graph.readouts:
