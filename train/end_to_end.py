@@ -109,7 +109,7 @@ def _raster(result, graph, path: Path) -> None:
         return
     pops = list(result.spikes)
     fig, axes = plt.subplots(1, len(pops) + 1, figsize=(4 * (len(pops) + 1), 3))
-    for ax, p in zip(axes, pops):
+    for ax, p in zip(axes[:-1], pops, strict=True):
         t, i = np.nonzero(result.spikes[p][0])
         ax.scatter(t, i, s=2, marker="|")
         ax.set(title=f"{p} spikes (sample 0)", xlabel="timestep", ylabel="neuron")
