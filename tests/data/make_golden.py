@@ -1,0 +1,49 @@
+"""Regenerate the golden models and spike hashes in tests/data/ (run from the repo root).
+
+    .venv/bin/python tests/data/make_golden.py
+
+Only rerun this for a reason you state in the commit message: the hashes pin the arithmetic,
+so a changed hash means every target's spikes changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import nir
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from convert.to_nir import checkpoint_to_nir  # noqa: E402
+from targets import torch_ref  # noqa: E402
+from tests.golden import SAMPLES, golden_inputs, record_hashes  # noqa: E402
+from train.loop import train_model  # noqa: E402
+
+DATA = Path(__file__).resolve().parent
+MODELS = {"fc_snn": dict(epochs=8, lr=5e-3), "conv_snn": dict(epochs=8, lr=5e-3)}
+
+
+def main() -> None:
+    from targets.qgraph_io import load_graph
+
+    hashes = {}
+    for name, kw in MODELS.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = train_model(name, "digits", kw["epochs"], Path(tmp) / "c.pt", lr=kw["lr"],
+                               seed=0, progress=False)
+        path = DATA / f"{name}_digits.nir"
+        nir.write(str(path), checkpoint_to_nir(ckpt))
+        graph, _ = load_graph(path)
+        result = torch_ref.run(graph, golden_inputs(graph))
+        hashes[path.name] = {"samples": SAMPLES, "records": record_hashes(result),
+                             "float_test_accuracy": ckpt["metrics"]["test_accuracy"]}
+        print(name, hashes[path.name])
+    (DATA / "golden_hashes.json").write_text(json.dumps(hashes, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

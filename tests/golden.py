@@ -1,0 +1,30 @@
+"""Shared by the golden-hash tests and tests/data/make_golden.py."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from targets.base import RunResult
+from targets.graph import QGraph
+from train.data import load_dataset
+from train.encoding import encode
+
+SAMPLES = 16
+
+
+def golden_inputs(graph: QGraph) -> np.ndarray:
+    images, _ = load_dataset("digits", "test")
+    return encode(images[:SAMPLES], graph.metadata["encoding"], graph.timesteps,
+                  seed=int(graph.metadata.get("encoding_seed", 0)))
+
+
+def record_hashes(result: RunResult) -> dict[str, str]:
+    """sha256 of every record as int64 bytes in C order (spikes as 0/1)."""
+    out = {}
+    for kind, recs in (("spikes", result.spikes), ("readouts", result.readouts)):
+        for name, rec in recs.items():
+            arr = np.ascontiguousarray(np.asarray(rec).astype(np.int64))
+            out[f"{kind}/{name}"] = hashlib.sha256(arr.tobytes()).hexdigest()
+    return out

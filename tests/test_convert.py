@@ -1,0 +1,254 @@
+"""Export, import rewrites, quantization and their refusals."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nir
+import numpy as np
+import pytest
+import torch
+
+from convert.float_graph import FConv
+from convert.float_sim import simulate
+from convert.nir_import import _Importer, import_nir
+from convert.quantize import quantize
+from convert.to_nir import checkpoint_to_nir
+from models.registry import build_model, default_config
+from targets import fixedpoint as fx
+from targets.graph import GraphError
+from targets.qgraph_io import from_nir, load_graph, to_nir
+from train.data import load_dataset
+from train.encoding import encode, input_scale
+from train.loop import model_input
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+def _ckpt(name: str, seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    cfg = default_config(name, "digits")
+    m = build_model(name, cfg)
+    return {"model": name, "config": cfg, "state_dict": m.state_dict(), "dataset": "digits",
+            "encoding": {"kind": "direct", "timesteps": 4, "seed": 0,
+                         "input_scale": input_scale("direct")},
+            "timesteps": 4, "metrics": {"test_accuracy": 0.5}}
+
+
+@pytest.mark.parametrize("name", ["fc_snn", "conv_snn"])
+def test_export_round_trip_matches_torch_model(name, tmp_path):
+    ck = _ckpt(name)
+    path = tmp_path / "m.nir"
+    nir.write(str(path), checkpoint_to_nir(ck))
+    g = nir.read(str(path))  # stock reader
+    for key in ("dt", "discretization", "reset", "spike_comparison", "timesteps", "encoding"):
+        assert key in g.metadata
+    images, _ = load_dataset("digits", "test")
+    x = encode(images[:40], "direct", 4)
+    scores, spikes = simulate(import_nir(g), x)
+    model = build_model(name, ck["config"])
+    model.load_state_dict(ck["state_dict"])
+    with torch.no_grad():
+        logits = model(model_input(name, x, "direct")).double().numpy()
+    assert np.allclose(scores / 4, logits, atol=1e-5)
+    assert np.array_equal(scores.argmax(1), logits.argmax(1))
+    assert sum(int(s.sum()) for s in spikes.values()) > 0
+
+
+def test_quantization_is_deterministic_and_lava_safe():
+    a, rep_a = load_graph(DATA / "fc_snn_digits.nir")
+    b, rep_b = load_graph(DATA / "fc_snn_digits.nir")
+    assert rep_a == rep_b
+    for sa, sb in zip(a.synapses, b.synapses, strict=True):
+        assert np.array_equal(sa.weight, sb.weight) and sa.weight_exp == sb.weight_exp
+        assert np.array_equal(fx.lava_dense_weights(sa.weight), sa.weight)
+        assert np.abs(sa.weight).max() == 254  # the biggest weight uses the 8-bit range
+    for p in a.populations.values():
+        assert (p.du, p.dv) == (4095, 2048)  # current-based, beta = 0.5 exactly
+
+
+def test_integer_nir_round_trip(tmp_path):
+    qg, rep = load_graph(DATA / "conv_snn_digits.nir")
+    path = tmp_path / "m.loihi.nir"
+    r = subprocess.run([sys.executable, "-m", "convert.quantize", str(DATA / "conv_snn_digits.nir"),
+                        "-o", str(path)], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    g = nir.read(str(path))  # stock reader loads the integer graph
+    back = from_nir(g)
+    assert [s.name for s in back.synapses] == [s.name for s in qg.synapses]
+    for s, t in zip(qg.synapses, back.synapses, strict=True):
+        assert np.array_equal(s.weight, t.weight)
+    again, _ = load_graph(path)
+    assert again.latency() == qg.latency()
+
+
+def _chain_graph():
+    rng = np.random.default_rng(1)
+    nodes = {
+        "in": nir.Input({"input": np.array([2, 8, 8])}),
+        "c1": nir.Conv2d((8, 8), rng.normal(size=(3, 2, 3, 3)), 1, 1, 1, 1, rng.normal(size=3)),
+        "l1": nir.LIF(np.full((3, 8, 8), 2e-3), np.full((3, 8, 8), 2.0), np.zeros((3, 8, 8)),
+                      np.ones((3, 8, 8))),
+        "p1": nir.AvgPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
+        "c2": nir.Conv2d((4, 4), rng.normal(size=(4, 3, 3, 3)), 1, 1, 1, 1, np.zeros(4)),
+        "l2": nir.LIF(np.full((4, 4, 4), 2e-3), np.full((4, 4, 4), 2.0), np.zeros((4, 4, 4)),
+                      np.ones((4, 4, 4))),
+        "p2": nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])),
+        "f": nir.Flatten({"input": np.array([4, 2, 2])}, 0, -1),
+        "fc": nir.Linear(rng.normal(size=(5, 16))),
+        "out": nir.Output({"output": np.array([5])}),
+    }
+    order = list(nodes)
+    edges = list(zip(order[:-1], order[1:], strict=True))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"dt": 1e-3, "timesteps": 3})
+
+
+def test_pool_then_conv_composes_into_one_strided_conv():
+    g = _chain_graph()
+    imp = _Importer(g, 1e-3, None, None)
+    op, _ = imp.compose("l1", ["p1", "c2"])
+    assert isinstance(op, FConv) and op.stride == (2, 2) and op.weight.shape[2:] == (6, 6)
+    x = np.random.default_rng(2).integers(0, 2, (7, 3, 8, 8)).astype(float)
+    direct = imp.run_chain(["p1", "c2"], x, with_bias=False)
+    fg = import_nir(g)
+    syn = next(s for s in fg.synapses if s.target == "l2")
+    assert np.allclose(syn.apply(x), direct)
+    dense = next(s for s in fg.synapses if s.target == "out")
+    assert dense.op.weight.shape == (5, 4 * 4 * 4)  # pool + flatten + linear -> one matrix
+
+
+def test_per_neuron_thresholds_are_normalised_exactly():
+    w = np.array([[1.0, 0.5], [0.3, 0.8]])
+    g = nir.NIRGraph(
+        nodes={"in": nir.Input({"input": np.array([2])}), "fc": nir.Linear(w),
+               "lif": nir.LIF(np.full(2, 2e-3), np.full(2, 2.0), np.zeros(2),
+                              np.array([1.0, 2.0])),
+               "fc2": nir.Linear(np.eye(2)), "out": nir.Output({"output": np.array([2])})},
+        edges=[("in", "fc"), ("fc", "lif"), ("lif", "fc2"), ("fc2", "out")],
+        metadata={"dt": 1e-3, "timesteps": 6})
+    x = np.random.default_rng(0).integers(0, 2, (20, 6, 2))
+    fg = import_nir(g)
+    assert fg.populations["lif"].threshold == 2.0
+    _, spikes = simulate(fg, x)
+    v = np.zeros((20, 2))
+    ref = []
+    for t in range(6):
+        v = 0.5 * v + x[:, t] @ w.T
+        s = v > np.array([1.0, 2.0])
+        v[s] = 0
+        ref.append(s)
+    assert np.array_equal(spikes["lif"], np.stack(ref, 1))
+
+
+def _simple(**over):
+    nodes = {"in": nir.Input({"input": np.array([3])}), "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)),
+             "lif": nir.LIF(np.full(2, 2e-4), np.full(2, 2.0), np.zeros(2), np.ones(2)),
+             "out": nir.Output({"output": np.array([2])})}
+    nodes.update(over.pop("nodes", {}))
+    edges = over.pop("edges", [("in", "fc"), ("fc", "lif"), ("lif", "out")])
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=over.pop("metadata", {}),
+                        type_check=False)
+
+
+@pytest.mark.parametrize("graph,message", [
+    (lambda: _simple(nodes={"lif": nir.LI(np.ones(2), np.ones(2), np.zeros(2))}),
+     "'lif' is a NIR LI"),
+    (lambda: _simple(nodes={"fc": nir.Affine(np.ones((2, 4)), np.zeros(2))}), "shapes don't chain"),
+    (lambda: _simple(nodes={"lif": nir.LIF(np.full(2, 2e-4), np.full(2, 2.0), np.zeros(2),
+                                           np.ones(2), v_reset=np.full(2, 0.5))}), "v_reset"),
+    (lambda: _simple(metadata={"reset": "subtract"}), "resets v to zero"),
+    (lambda: _simple(edges=[("in", "fc"), ("fc", "lif"), ("lif", "fc"), ("lif", "out")]),
+     "cycle"),
+    (lambda: _simple(nodes={"lif": nir.LIF(np.array([2e-4, 3e-4]), np.full(2, 2.0), np.zeros(2),
+                                           np.ones(2))}), "one decay per population"),
+])
+def test_unmappable_graphs_are_refused_by_name(graph, message):
+    with pytest.raises(GraphError, match=message):
+        import_nir(graph(), timesteps=4)
+
+
+def test_paths_of_different_depth_are_refused():
+    g = _simple(nodes={"fc2": nir.Linear(np.ones((2, 3))), "lif0": nir.LIF(
+        np.full(3, 2e-4), np.full(3, 2.0), np.zeros(3), np.ones(3)), "fc0": nir.Linear(np.eye(3))},
+        edges=[("in", "fc0"), ("fc0", "lif0"), ("lif0", "fc"), ("fc", "lif"), ("in", "fc2"),
+               ("fc2", "lif"), ("lif", "out")])
+    with pytest.raises(GraphError, match="latency balancing"):
+        quantize(import_nir(g, timesteps=4))
+
+
+def test_foreign_graph_runs_with_user_inputs(tmp_path):
+    """A snnTorch-style export (dt=1e-4, no dataset metadata) with --input spikes."""
+    beta = 0.75
+    dt = 1e-4
+    tau = dt / (1 - beta)
+    g = nir.NIRGraph(
+        nodes={"input": nir.Input({"input": np.array([6])}),
+               "fc1": nir.Affine(np.random.default_rng(0).normal(size=(4, 6)), np.zeros(4)),
+               "lif1": nir.LIF(np.full(4, tau), np.full(4, tau / dt), np.zeros(4), np.ones(4)),
+               "fc2": nir.Linear(np.ones((2, 4))), "output": nir.Output({"output": np.array([2])})},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "output")])
+    path = tmp_path / "foreign.nir"
+    nir.write(str(path), g)
+    x = np.random.default_rng(1).integers(0, 2, (5, 7, 6)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    cmd = [sys.executable, "-m", "targets.event_sim", str(path), "--input", str(tmp_path / "x.npy"),
+           "--samples", "5", "--no-progress"]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "timesteps" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*cmd, "--timesteps", "7", "--record", str(tmp_path / "rec.npz")], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    qg, _ = load_graph(path, timesteps=7)
+    assert qg.populations["lif1"].dv == 1024  # beta 0.75 with snnTorch's dt convention
+    with np.load(tmp_path / "rec.npz") as z:
+        assert z["spikes/lif1"].shape == (5, 7, 4)
+
+
+def _write_bytes(p: Path, data: bytes) -> Path:
+    p.write_bytes(data)
+    return p
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: d / "missing.pt",
+    lambda d: _write_bytes(d / "trunc.pt", b"PK\x03\x04garbage"),
+    lambda d: _write_bytes(d / "text.pt", b"hello"),
+])
+def test_to_nir_refuses_bad_checkpoints_in_one_line(tmp_path, make):
+    src = make(tmp_path)
+    out = tmp_path / "out.nir"
+    r = subprocess.run([sys.executable, "-m", "convert.to_nir", str(src), "-o", str(out)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+def test_to_nir_refuses_a_foreign_pickle(tmp_path):
+    src = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3), "obj": Path("x")}, src)
+    r = subprocess.run([sys.executable, "-m", "convert.to_nir", str(src), "-o",
+                        str(tmp_path / "o.nir")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    torch.save({"a": torch.zeros(2)}, src)  # a tensor dict, but not our format
+    r = subprocess.run([sys.executable, "-m", "convert.to_nir", str(src)], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert not src.with_suffix(".nir").exists()
+
+
+def test_unsupported_node_file_gives_one_line(tmp_path):
+    g = _simple(nodes={"lif": nir.Threshold(np.ones(2))})
+    path = tmp_path / "bad.nir"
+    nir.write(str(path), g)
+    r = subprocess.run([sys.executable, "-m", "convert.quantize", str(path), "-o",
+                        str(tmp_path / "o.nir")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "'lif' is a NIR Threshold" in r.stderr
+    assert not (tmp_path / "o.nir").exists()
+
+
+def test_integer_graph_writer_keeps_types_chaining():
+    qg, _ = load_graph(DATA / "conv_snn_digits.nir")
+    g = to_nir(qg)
+    assert any(type(n).__name__ == "Flatten" for n in g.nodes.values())
