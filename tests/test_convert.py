@@ -142,7 +142,8 @@ def test_per_neuron_thresholds_are_normalised_exactly():
 
 
 def _simple(**over):
-    nodes = {"in": nir.Input({"input": np.array([3])}), "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)),
+    nodes = {"in": nir.Input({"input": np.array([3])}),
+             "fc": nir.Affine(np.ones((2, 3)), np.zeros(2)),
              "lif": nir.LIF(np.full(2, 2e-4), np.full(2, 2.0), np.zeros(2), np.ones(2)),
              "out": nir.Output({"output": np.array([2])})}
     nodes.update(over.pop("nodes", {}))
