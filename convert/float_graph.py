@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from targets.fixedpoint import max_pool2d
 from targets.graph import InputSpec, topo_order
 from targets.ops import conv2d
 
@@ -29,7 +30,8 @@ class FConv:
     padding: tuple[int, int]
     groups: int
     in_shape: tuple[int, int, int]
-    out_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]  # after max pooling, if any
+    max_pool: tuple[int, int] | None = None  # max over windows of the output currents (CML)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class FSynapse:
     source: str
     target: str
     op: FDense | FConv
+    delay: int = 0  # extra deployed steps that balance path latencies (no effect in float)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """x: [B, *source_shape] -> [B, target_size] (flat)."""
@@ -48,6 +51,8 @@ class FSynapse:
             x.reshape(b, *self.op.in_shape), self.op.weight, self.op.stride, self.op.padding,
             self.op.groups,
         )
+        if self.op.max_pool is not None:
+            y = max_pool2d(y, self.op.max_pool)
         return y.reshape(b, -1)
 
 

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 
 from convert.float_graph import FConv, FDense, FGraph, FPopulation, FReadout, FSynapse
+from targets.fixedpoint import max_pool2d
 from targets.graph import INPUT, GraphError, InputSpec
 from targets.ops import conv2d, conv2d_out_hw, pool2d
 
 NEURONS = ("LIF", "CubaLIF", "IF")
-LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
+LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
+# MaxPool2d is our extension node (max of currents): allowed only as Conv2d -> MaxPool2d -> neuron.
 DEFAULT_DT = 1e-4  # snnTorch's export convention; ours always records dt in the metadata
 
 
@@ -49,13 +51,13 @@ def _scalar_meta(v: Any) -> Any:
 
 def read_nir(path: str | Path):
     """nir.read with one clear error for anything that is not a readable NIR file."""
-    import nir
+    from convert.extensions import read_nir_any
 
     p = Path(path)
     if not p.is_file():
         raise GraphError(f"{p}: no such file")
     try:
-        return nir.read(str(p))
+        return read_nir_any(str(p))
     except Exception as e:  # h5py/nir raise many types for a bad file
         raise GraphError(f"{p}: not a readable NIR file ({type(e).__name__}: {e})") from None
 
@@ -78,6 +80,9 @@ class _Importer:
         self.notes: list[str] = []
         for name, node in self.nodes.items():
             k = _kind(node)
+            if k == "Delay":
+                raise GraphError(f"node {name!r} is a NIR Delay: explicit delays are not "
+                                 "supported yet (neurodeploy adds its own balancing delays)")
             if k not in (*NEURONS, *LINEAR, "Input", "Output"):
                 raise GraphError(
                     f"node {name!r} is a NIR {k}, which neurodeploy cannot map to Loihi "
@@ -147,6 +152,10 @@ class _Importer:
                         f"node {name!r} ({k}): parameter of shape {p.shape} for {size} neurons"
                     )
             return s
+        if k == "MaxPool2d":
+            if tuple(int(x) for x in node.input_shape) != tuple(s):
+                raise GraphError(f"node {name!r} (MaxPool2d): input {s} vs {node.input_shape}")
+            return tuple(int(x) for x in node.output_type["output"])
         if k in ("Scale", "Output"):
             return s
         raise GraphError(f"node {name!r}: unexpected {k}")
@@ -209,6 +218,8 @@ class _Importer:
             return pool2d(x, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), mode)
         if k == "Flatten":
             return x.reshape(b, *out_shape)
+        if k == "MaxPool2d":
+            return max_pool2d(x, tuple(int(v) for v in node.kernel_size))
         if k == "Scale":
             return x * np.asarray(node.scale, dtype=np.float64).reshape(self.shape(name))
         raise GraphError(f"node {name!r}: {k} is not a linear map")
@@ -242,19 +253,54 @@ class _Importer:
             x = self.apply(n, x, with_bias)
         return x.reshape(x.shape[0], -1)
 
-    def compose(self, src: str, chain: list[str]) -> tuple[FDense | FConv, np.ndarray]:
-        """One linear map (weights without bias) and the chain's bias at the target."""
+    def compose(self, src: str, chain: list[str]) -> FDense | FConv:
+        """One linear map (weights without bias) for a chain of linear nodes."""
         src_shape = self.shape(src)
-        bias = self.run_chain(chain, np.zeros((1, *src_shape)), with_bias=True)[0]
+        pools = [i for i, n in enumerate(chain) if _kind(self.nodes[n]) == "MaxPool2d"]
+        if pools:
+            if pools != [len(chain) - 1] or len(chain) < 2 or \
+                    _kind(self.nodes[chain[-2]]) != "Conv2d":
+                raise GraphError(f"max pooling of currents {chain[pools[0]]!r} must directly "
+                                 "follow a Conv2d and feed a neuron population")
+            conv = self._compose_conv(chain[:-1])
+            if conv is None:
+                raise GraphError(f"chain {chain} before {chain[-1]!r} is not one convolution")
+            node = self.nodes[chain[-1]]
+            if list(node.kernel_size) != list(node.stride):
+                raise GraphError(f"node {chain[-1]!r}: only non-overlapping max pooling")
+            conv.max_pool = tuple(int(v) for v in node.kernel_size)
+            conv.out_shape = self.shape(chain[-1])
+            return conv
         conv = self._compose_conv(chain)
         if conv is not None:
-            return conv, bias
+            return conv
         n_in = int(np.prod(src_shape))
         if n_in > 20000:
             raise GraphError(f"chain {chain} from {src!r} is too large to compose densely")
         eye = np.eye(n_in).reshape(n_in, *src_shape)
         w = self.run_chain(chain, eye, with_bias=False).T  # [n_out, n_in]
-        return FDense(weight=w), bias
+        return FDense(weight=w)
+
+    def bias_into(self, name: str) -> np.ndarray:
+        """The constant input of ``name``: every linear node's bias counted once, carried
+        through the linear nodes after it (all neuron and input values zero)."""
+        memo: dict[str, np.ndarray] = {}
+
+        def value(n: str) -> np.ndarray:
+            if n in memo:
+                return memo[n]
+            k = _kind(self.nodes[n])
+            if k in (*NEURONS, "Input"):
+                out = np.zeros((1, *self.shape(n)))
+            else:
+                x = sum(value(p) for p in self.preds[n])
+                out = self.apply(n, np.asarray(x).reshape(1, *self.shape(self.preds[n][0])),
+                                 with_bias=True)
+            memo[n] = out
+            return out
+
+        total = sum(value(p).reshape(-1) for p in self.preds[name])
+        return np.asarray(total, dtype=np.float64).reshape(-1)
 
     def _compose_conv(self, chain: list[str]) -> FConv | None:
         """[pool (kernel == stride, no padding) ...] + Conv2d  ->  one strided convolution."""
@@ -357,19 +403,21 @@ class _Importer:
             shape = self.shape(name)
             size = int(np.prod(shape))
             incoming: list[FSynapse] = []
-            bias = np.zeros(size)
-            for src, chain in self.paths_into(name):
-                if chain:
-                    op, b = self.compose(src, chain)
-                else:  # neuron straight into neuron: an identity synapse
-                    op, b = FDense(np.eye(size)), np.zeros(size)
+            paths = self.paths_into(name)
+            for src, chain in paths:
+                pooled = [n for n in chain if _kind(self.nodes[n]) == "MaxPool2d"]
+                if pooled and sum(pooled[0] in c for _, c in paths) > 1:
+                    raise GraphError(f"max pooling {pooled[0]!r} takes the max of a sum of "
+                                     "several inputs: not expressible as synapses")
+                # neuron straight into neuron: an identity synapse
+                op = self.compose(src, chain) if chain else FDense(np.eye(size))
                 if src == in_name:
                     op = _scaled(op, scale)
                 label = chain[-1] if chain else f"{src}_to_{name}"
                 if any(s.name == label for s in incoming):
                     label = f"{label}_{src}"
                 incoming.append(FSynapse(label, rename.get(src, src), name, op))
-                bias = bias + b
+            bias = self.bias_into(name)
             if k == "Output":
                 readouts[name] = FReadout(name, shape, bias)
             else:
@@ -394,6 +442,7 @@ class _Importer:
                 raise GraphError(f"Output node {s.source!r} feeds {s.target!r}")
         if not readouts and not pops:
             raise GraphError("graph has no neurons and no Output node")
+        _balance(list(pops) + list(readouts), syns)
         t = timesteps or int(self.meta.get("timesteps", 0) or 0)
         if t <= 0:
             raise GraphError("the graph records no timesteps: pass --timesteps")
@@ -418,11 +467,24 @@ class _Importer:
         return order
 
 
+def _balance(nodes: list[str], syns: list[FSynapse]) -> None:
+    """Latency balancing: where paths of different depth meet, delay the shorter ones so that
+    every input of a node arrives together, as in the trained (zero-latency) model."""
+    from targets.graph import topo_order
+
+    lat = {INPUT: 0}
+    for n in topo_order(nodes, syns):
+        inc = [s for s in syns if s.target == n]
+        lat[n] = max(lat[s.source] + 1 for s in inc)
+        for s in inc:
+            s.delay = lat[n] - lat[s.source] - 1
+
+
 def _scaled(op: FDense | FConv, scale: float, weight: np.ndarray | None = None) -> FDense | FConv:
     w = (op.weight if weight is None else weight) * scale
     if isinstance(op, FDense):
         return FDense(w)
-    return FConv(w, op.stride, op.padding, op.groups, op.in_shape, op.out_shape)
+    return FConv(w, op.stride, op.padding, op.groups, op.in_shape, op.out_shape, op.max_pool)
 
 
 def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:

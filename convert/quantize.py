@@ -116,6 +116,7 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
             err = _rel_error(w * 2.0**exp, s.op.weight * k)
             report["synapses"][s.name] = {
                 "source": s.source, "target": s.target, "kind": "conv" if conv else "dense",
+                "delay": s.delay, "max_pool": bool(conv and s.op.max_pool),
                 "weight_exp": exp, "max_abs_weight": int(np.abs(w).max(initial=0)),
                 "weights_clipped": clipped, "all_zero": not np.any(w), "rel_rms_error": err,
             }
@@ -126,9 +127,10 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
             worst_a_in += int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
             if conv:
                 synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
-                                     s.op.groups, s.op.in_shape, s.op.out_shape))
+                                     s.op.groups, s.op.in_shape, s.op.out_shape, s.delay,
+                                     s.op.max_pool))
             else:
-                synapses.append(Dense(s.name, s.source, s.target, w, exp))
+                synapses.append(Dense(s.name, s.source, s.target, w, exp, s.delay))
         if not is_pop:
             r = fg.readouts[name]
             bias = np.round(r.bias * k).astype(np.int64)

@@ -33,9 +33,10 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
             f"inputs must be [sample, timestep, *{graph.input.shape}] with "
             f"{graph.timesteps} timesteps; got {x.shape}"
         )
-    if not np.issubdtype(x.dtype, np.integer) and not np.all(x == np.round(x)):
+    exact = np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_
+    if not exact and not np.all(x == np.round(x)):
         raise ValueError("inputs must be integers (spikes 0/1 or graded values)")
-    x = x.astype(np.int64).reshape(x.shape[0], x.shape[1], -1)
+    x = x.astype(np.int64).reshape(x.shape[0], x.shape[1], graph.input.size)
     lo, hi = (0, graph.input.max_value)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(

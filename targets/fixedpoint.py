@@ -153,3 +153,18 @@ def factor_from_dv(dv: int) -> float:
 
 def factor_from_du(du: int) -> float:
     return 1.0 - (du + 1) / DECAY_UNITY
+
+
+def max_pool2d(x, kernel: tuple[int, int]):
+    """Max over non-overlapping windows of integer currents x [B, C, H, W] (stride = kernel;
+    trailing rows/columns that do not fill a window are dropped, as in PyTorch).
+
+    A comparison per input, no multiplication: the CML ``Conv -> BN -> MaxPool -> LIF`` block.
+    """
+    kh, kw = kernel
+    b, c, h, w = x.shape
+    ho, wo = h // kh, w // kw
+    x = x[:, :, : ho * kh, : wo * kw].reshape(b, c, ho, kh, wo, kw)
+    if _xp(x) is np:
+        return x.max(axis=(3, 5))
+    return x.amax(dim=(3, 5))

@@ -66,6 +66,7 @@ class Dense:
     target: str
     weight: np.ndarray  # int64 [n_out, n_in] over flattened (C-order) source and target
     weight_exp: int = 0
+    delay: int = 0  # extra steps on top of the one every synapse takes (latency balancing)
 
 
 @dataclass
@@ -85,7 +86,17 @@ class Conv:
     padding: tuple[int, int]
     groups: int
     in_shape: tuple[int, int, int]
-    out_shape: tuple[int, int, int]
+    out_shape: tuple[int, int, int]  # after max pooling, if any
+    delay: int = 0
+    max_pool: tuple[int, int] | None = None  # max over windows of the output currents (CML)
+
+    @property
+    def conv_shape(self) -> tuple[int, int, int]:
+        """Shape of the convolution's own output (before any max pooling)."""
+        c, h, w = self.in_shape
+        kh, kw = self.weight.shape[2:]
+        return (self.weight.shape[0], (h + 2 * self.padding[0] - kh) // self.stride[0] + 1,
+                (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
 
 
 Synapse = Dense | Conv
@@ -143,7 +154,7 @@ class QGraph:
         """
         lat = {INPUT: 0}
         for n in self.order():
-            depths = {lat[s.source] + 1 for s in self.incoming(n)}
+            depths = {lat[s.source] + 1 + s.delay for s in self.incoming(n)}
             if not depths:
                 raise GraphError(f"node {n!r} has no incoming synapse")
             if len(depths) > 1:
@@ -176,6 +187,15 @@ class QGraph:
                 if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
                     raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
             else:
+                if s.max_pool is not None:
+                    c, h, w = s.conv_shape
+                    pooled = (c, h // s.max_pool[0], w // s.max_pool[1])
+                    if pooled != tuple(s.out_shape):
+                        raise GraphError(f"synapse {s.name!r}: max pool of {s.conv_shape} gives "
+                                         f"{pooled}, not {s.out_shape}")
+                elif tuple(s.conv_shape) != tuple(s.out_shape):
+                    raise GraphError(f"synapse {s.name!r}: conv gives {s.conv_shape}, "
+                                     f"not {s.out_shape}")
                 in_ok = int(np.prod(s.in_shape)) == n_in
                 out_ok = int(np.prod(s.out_shape)) == n_out
                 if not (in_ok and out_ok):
@@ -183,6 +203,8 @@ class QGraph:
                         f"synapse {s.name!r}: conv {s.in_shape}->{s.out_shape} does not chain "
                         f"{self.node_shape(s.source)}->{self.node_shape(s.target)}"
                     )
+            if s.delay < 0:
+                raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
             if s.weight.size and (s.weight.min() < fx.WEIGHT_MIN or s.weight.max() > fx.WEIGHT_MAX):
                 raise GraphError(f"synapse {s.name!r}: weights outside 8-bit range")
         for p in self.populations.values():

@@ -26,13 +26,18 @@ def synapse_output(s, x: torch.Tensor) -> torch.Tensor:
     xf = x.to(torch.float64)
     if isinstance(s, Conv):
         y = F.conv2d(xf.reshape(-1, *s.in_shape), w, stride=s.stride, padding=s.padding,
-                     groups=s.groups).reshape(x.shape[0], -1)
+                     groups=s.groups)
     else:
         y = xf @ w.T
     if y.numel() and float(y.abs().max()) >= _EXACT:
         raise OverflowError(f"synapse {s.name}: accumulation beyond float64's exact range")
     acc = torch.round(y).to(torch.int64)
-    return fx.conv_output(acc) if isinstance(s, Conv) else fx.dense_output(acc, s.weight_exp)
+    if not isinstance(s, Conv):
+        return fx.dense_output(acc, s.weight_exp)
+    out = fx.conv_output(acc)
+    if s.max_pool is not None:
+        out = fx.max_pool2d(out, s.max_pool)
+    return out.reshape(x.shape[0], -1)
 
 
 def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
@@ -83,19 +88,16 @@ def _events(s, src: torch.Tensor, fanout: torch.Tensor) -> int:
     active = (src != 0).reshape(-1, src.shape[-1]).sum(0).to(torch.float64)
     if isinstance(s, Conv):
         # fan-out of every input position: transposed conv of ones through the nonzero kernel
-        ones = torch.ones(1, *s.out_shape, dtype=torch.float64)
+        ones = torch.ones(1, *s.conv_shape, dtype=torch.float64)
         k = fanout.reshape(s.weight.shape).to(torch.float64)
-        per_in = F.conv_transpose2d(ones, k, stride=s.stride, padding=s.padding, groups=s.groups)
-        per_in = _fit(per_in[0], s.in_shape).reshape(-1)
+        _, h, w = s.in_shape
+        kh, kw = s.weight.shape[2:]
+        short = tuple((dim + 2 * p - kk) % st for dim, p, kk, st in
+                      zip((h, w), s.padding, (kh, kw), s.stride, strict=True))
+        # rows/columns the strided conv never reaches still count their fan-out: pad them back
+        per_in = F.conv_transpose2d(ones, k, stride=s.stride, padding=s.padding, groups=s.groups,
+                                    output_padding=short)[0].reshape(-1)
     else:
         per_in = fanout.sum(0).to(torch.float64)
     return int(round(float(active @ per_in)))
 
-
-def _fit(y: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """conv_transpose2d may come out short of the input size when stride doesn't divide it."""
-    c, h, w = shape
-    out = torch.zeros(c, h, w, dtype=y.dtype)
-    hh, ww = min(h, y.shape[1]), min(w, y.shape[2])
-    out[:, :hh, :ww] = y[:, :hh, :ww]
-    return out

@@ -107,7 +107,7 @@ def _chain_graph():
 def test_pool_then_conv_composes_into_one_strided_conv():
     g = _chain_graph()
     imp = _Importer(g, 1e-3, None, None)
-    op, _ = imp.compose("l1", ["p1", "c2"])
+    op = imp.compose("l1", ["p1", "c2"])
     assert isinstance(op, FConv) and op.stride == (2, 2) and op.weight.shape[2:] == (6, 6)
     x = np.random.default_rng(2).integers(0, 2, (7, 3, 8, 8)).astype(float)
     direct = imp.run_chain(["p1", "c2"], x, with_bias=False)
@@ -169,13 +169,18 @@ def test_unmappable_graphs_are_refused_by_name(graph, message):
         import_nir(graph(), timesteps=4)
 
 
-def test_paths_of_different_depth_are_refused():
+def test_paths_of_different_depth_get_balancing_delays():
     g = _simple(nodes={"fc2": nir.Linear(np.ones((2, 3))), "lif0": nir.LIF(
         np.full(3, 2e-4), np.full(3, 2.0), np.zeros(3), np.ones(3)), "fc0": nir.Linear(np.eye(3))},
         edges=[("in", "fc0"), ("fc0", "lif0"), ("lif0", "fc"), ("fc", "lif"), ("in", "fc2"),
                ("fc2", "lif"), ("lif", "out")])
+    qg, _ = quantize(import_nir(g, timesteps=4))
+    delays = {s.name: s.delay for s in qg.synapses}
+    assert delays.pop("fc2") == 1 and set(delays.values()) == {0}
+    assert qg.latency()["lif"] == 2
+    qg.synapses[[s.name for s in qg.synapses].index("fc2")].delay = 0
     with pytest.raises(GraphError, match="latency balancing"):
-        quantize(import_nir(g, timesteps=4))
+        qg.latency()
 
 
 def test_foreign_graph_runs_with_user_inputs(tmp_path):
