@@ -57,7 +57,7 @@ def export_model(model: Any, name: str, input_shape: tuple[int, ...], metadata: 
     from models.neuron import LIF
 
     if name not in LAYOUTS:
-        raise ExportError(f"no NIR export for model {name!r} (known: {', '.join(LAYOUTS)})")
+        return _export_with_builder(model, name, input_shape, metadata)
     nodes: dict[str, Any] = {"input": nir.Input({"input": np.array(input_shape)})}
     edges: list[tuple[str, str]] = []
     prev, shape = "input", tuple(input_shape)
@@ -101,6 +101,19 @@ def export_model(model: Any, name: str, input_shape: tuple[int, ...], metadata: 
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
+def _export_with_builder(model: Any, name: str, input_shape: tuple[int, ...],
+                         metadata: dict[str, Any]):
+    """Models with branches export through ``convert/export_<name>.py``: ``export(model,
+    input_shape) -> NIRBuilder``."""
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"convert.export_{name}")
+    except ModuleNotFoundError:
+        raise ExportError(f"no NIR export for model {name!r}") from None
+    return mod.export(model, tuple(input_shape)).graph(metadata)
+
+
 def _pair(v: Any) -> tuple[int, int]:
     return (int(v), int(v)) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
@@ -131,10 +144,7 @@ def checkpoint_to_nir(ckpt: dict[str, Any]):
         raise ExportError(f"checkpoint weights do not fit model {ckpt['model']!r}: {e}") from None
     model.eval()
     shape = tuple(input_shape(ckpt["dataset"]))
-    if ckpt["model"] == "fc_snn":
-        shape = (int(np.prod(shape)),)
-    else:
-        shape = (1, *shape)
+    shape = (int(np.prod(shape)),) if ckpt["model"] == "fc_snn" else (1, *shape)
     return export_model(model, ckpt["model"], shape, graph_metadata(ckpt))
 
 
