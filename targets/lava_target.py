@@ -1,0 +1,398 @@
+"""The Lava target: run an integer graph on Lava's bit-accurate Loihi process models.
+
+Import this module only inside the Lava environment (``.venv-lava``); from the main
+environment use :mod:`targets.lava`, which runs it in a subprocess.
+
+How the graph maps onto Lava (see docs/lava.md):
+
+- the input is a ``RingBuffer`` source holding every sample back to back (input step t of
+  sample s in column s*T + t), followed by ``graph.depth`` columns of zeros so that the
+  deepest node sees the last input step;
+- every population is a ``LIFReset`` whose reset fires at Lava's (1-based) time step
+  ``s*T + latency + 1``: that is when sample s's first input reaches it, so consecutive
+  samples pipeline through the net without ever sharing state;
+- Dense synapses are ``Dense`` processes (binary spikes, or graded messages from a graded
+  input), Conv synapses are ``Conv`` processes with the kernel flipped and transposed into
+  Lava's true convolution over (x, y, c); several synapses into one node share its InPort,
+  which sums them;
+- populations and readouts touched by a Conv live in Lava's (W, H, C) layout; Dense weight
+  rows/columns are permuted to match, and records are converted back to our flat (C, H, W)
+  order;
+- a sink ``RingBuffer`` records every population's spikes and every readout's summed
+  synaptic current (without the readout bias); the timelines are cut back into samples
+  with :func:`targets.base.unpipeline` using each node's latency.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from targets import fixedpoint as fx
+from targets.base import RunResult, check_inputs, unpipeline
+from targets.graph import INPUT, Conv, Dense, GraphError, QGraph
+
+RUN_TAG = "fixed_pt"
+
+
+def import_lava() -> None:
+    """Import Lava's runtime now. Lava calls ``multiprocessing.set_start_method('fork')`` at
+    import, which fails once anything has touched the default context (tqdm creating its
+    lock does): call this before progress bars, data loaders, etc."""
+    import lava.magma.core.process.process  # noqa: F401
+
+
+# ----------------------------------------------------------------------------- layouts
+
+
+def lava_to_ours(chw: tuple[int, int, int] | None, size: int) -> np.ndarray:
+    """Index map: element i of a node's flat Lava layout is element ``map[i]`` of ours.
+
+    Our layout is flat C-order over (C, H, W); Lava's conv layout is C-order over (W, H, C).
+    """
+    if chw is None:
+        return np.arange(size)
+    return np.arange(size).reshape(chw).transpose(2, 1, 0).reshape(-1)
+
+
+def node_layouts(graph: QGraph) -> dict[str, tuple[int, int, int] | None]:
+    """The (C, H, W) shape of every node that a Conv touches (it then uses Lava's (W, H, C)
+    layout); ``None`` for nodes that stay flat."""
+    layout: dict[str, tuple[int, int, int] | None] = {
+        n: None for n in (INPUT, *graph.populations, *graph.readouts)
+    }
+    for s in graph.synapses:
+        if not isinstance(s, Conv):
+            continue
+        for node, chw in ((s.source, tuple(s.in_shape)), (s.target, tuple(s.out_shape))):
+            if layout[node] is not None and layout[node] != chw:
+                raise GraphError(
+                    f"node {node!r} is seen as {layout[node]} and as {chw} by different "
+                    "convolutions: the Lava target needs one spatial layout per node"
+                )
+            layout[node] = chw  # type: ignore[assignment]
+    return layout
+
+
+def lava_shape(chw: tuple[int, int, int] | None, size: int) -> tuple[int, ...]:
+    return (size,) if chw is None else (chw[2], chw[1], chw[0])
+
+
+def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
+    """Our [C_out, C_in/g, kh, kw] cross-correlation -> Lava's (C_out, kx, ky, C_in/g) true
+    convolution: transpose to (x=W, y=H) order, then flip both spatial axes."""
+    w = np.asarray(weight, dtype=np.int64).transpose(0, 3, 2, 1)
+    return np.ascontiguousarray(w[:, ::-1, ::-1, :])
+
+
+def message_bits(graph: QGraph, source: str) -> int:
+    """Lava's ``num_message_bits`` for a synapse from ``source``: 0 carries binary spikes,
+    anything else carries the integer value (graded input)."""
+    if source != INPUT or (graph.input.kind != "graded" and graph.input.max_value <= 1):
+        return 0
+    return max(8, int(graph.input.max_value).bit_length())
+
+
+def to_timeline(x: np.ndarray, depth: int) -> np.ndarray:
+    """[N, T, size] -> [N*T + depth, size]: samples back to back, zero padding at the end."""
+    n, t, size = x.shape
+    out = np.zeros((n * t + depth, size), dtype=np.int64)
+    out[: n * t] = x.reshape(n * t, size)
+    return out
+
+
+# ----------------------------------------------------------------------------- network
+
+
+def _models(record_state: bool) -> dict:
+    """Lava process models that add fast recording to stock ones (run_cfg exception map).
+
+    Lava 0.10 reads a Var back to the host one element per message (``Var.get`` of a
+    [256, 400] sink buffer takes seconds), so records are written to ``.npy`` files by the
+    process models themselves at the last step. The subclasses only add that: every value
+    is computed by the stock bit-accurate code (``super().run_spk()``).
+    """
+    from lava.proc.io.sink import PyReceiveModelFixed
+    from lava.proc.io.sink import RingBuffer as Sink
+    from lava.proc.lif.models import PyLifResetModelBitAcc
+    from lava.proc.lif.process import LIFReset
+
+    class FileSinkModel(PyReceiveModelFixed):
+        """Stock fixed-point sink RingBuffer that also saves its buffer at the last step."""
+
+        def run_spk(self) -> None:
+            super().run_spk()
+            if self.time_step == self.data.shape[-1]:
+                _save(self.proc_params["record_path"], self.data.astype(np.int32))
+
+    class StateLIFResetModel(PyLifResetModelBitAcc):
+        """Stock bit-accurate LIFReset that also records u and v after every step."""
+
+        def run_spk(self) -> None:
+            super().run_spk()
+            steps = self.proc_params["record_steps"]
+            if not hasattr(self, "_uv"):
+                self._uv = np.zeros((2, steps, *np.shape(self.u)), dtype=np.int32)
+            self._uv[0, self.time_step - 1] = self.u
+            self._uv[1, self.time_step - 1] = self.v
+            if self.time_step == steps:
+                _save(self.proc_params["record_path"], self._uv)
+
+    models = {Sink: FileSinkModel}
+    if record_state:
+        models[LIFReset] = StateLIFResetModel
+    return models
+
+
+def _save(path: str, arr: np.ndarray) -> None:
+    tmp = path + ".part.npy"
+    np.save(tmp, arr)
+    os.replace(tmp, path)
+
+
+class _Net:
+    """The Lava processes for one chunk of samples (built fresh per chunk)."""
+
+    def __init__(self, graph: QGraph, timeline: np.ndarray, record_state: bool,
+                 workdir: str) -> None:
+        from lava.proc.conv.process import Conv as LavaConv
+        from lava.proc.dense.process import Dense as LavaDense
+        from lava.proc.io.sink import RingBuffer as Sink
+        from lava.proc.io.source import RingBuffer as Source
+        from lava.proc.lif.process import LIFReset
+
+        self.graph = graph
+        self.steps = timeline.shape[0]
+        self.record_state = record_state
+        self.workdir = workdir
+        T = graph.timesteps
+        lat = graph.latency()
+        self.layout = node_layouts(graph)
+        self.perm = {
+            n: lava_to_ours(self.layout[n], int(np.prod(graph.node_shape(n))))
+            for n in self.layout
+        }
+        self.shape = {
+            n: lava_shape(self.layout[n], int(np.prod(graph.node_shape(n)))) for n in self.layout
+        }
+        self.altered_weights = 0
+
+        # Source: Lava data is [*lava_shape, steps].
+        src = timeline[:, self.perm[INPUT]].T.reshape(*self.shape[INPUT], self.steps)
+        self.source = Source(data=src.astype(np.int64))
+
+        self.lifs = {}
+        for i, (name, p) in enumerate(graph.populations.items()):
+            bias = np.asarray(p.bias_mant, dtype=np.int64)[self.perm[name]]
+            lif = LIFReset(
+                shape=self.shape[name], du=int(p.du), dv=int(p.dv), vth=int(p.vth),
+                bias_mant=bias.reshape(self.shape[name]),
+                bias_exp=np.full(self.shape[name], int(p.bias_exp), dtype=np.int64),
+                reset_interval=T, reset_offset=(lat[name] + 1) % T,
+            )
+            lif.proc_params["record_path"] = self._path("state", i)
+            lif.proc_params["record_steps"] = self.steps
+            self.lifs[name] = lif
+
+        def sink(kind: str, i: int, name: str):
+            proc = Sink(shape=self.shape[name], buffer=self.steps)
+            proc.proc_params["record_path"] = self._path(kind, i)
+            return proc
+
+        # One sink per readout: all its synapses are summed at the sink's InPort.
+        self.readout_sinks = {n: sink("readout", i, n) for i, n in enumerate(graph.readouts)}
+        self.spike_sinks = {}
+        for i, (name, lif) in enumerate(self.lifs.items()):
+            self.spike_sinks[name] = sink("spikes", i, name)
+            lif.s_out.connect(self.spike_sinks[name].a_in)
+
+        self.synapses = {}
+        for s in graph.synapses:
+            out_port = self.source.s_out if s.source == INPUT else self.lifs[s.source].s_out
+            in_port = (
+                self.readout_sinks[s.target].a_in
+                if s.target in graph.readouts
+                else self.lifs[s.target].a_in
+            )
+            bits = message_bits(graph, s.source)
+            if isinstance(s, Dense):
+                w = np.asarray(s.weight, dtype=np.int64)
+                self.altered_weights += int((fx.lava_dense_weights(w) != w).sum())
+                w = w[np.ix_(self.perm[s.target], self.perm[s.source])]
+                proc = LavaDense(weights=w, weight_exp=int(s.weight_exp), num_message_bits=bits)
+                src_port = out_port if self.layout[s.source] is None else out_port.flatten()
+                src_port.connect(proc.s_in)
+                dst = proc.a_out
+                if self.layout[s.target] is not None:
+                    dst = dst.reshape(self.shape[s.target])
+                dst.connect(in_port)
+            elif isinstance(s, Conv):
+                proc = LavaConv(
+                    weight=lava_conv_weight(s.weight),
+                    input_shape=lava_shape(tuple(s.in_shape), int(np.prod(s.in_shape))),
+                    padding=(int(s.padding[1]), int(s.padding[0])),
+                    stride=(int(s.stride[1]), int(s.stride[0])),
+                    groups=int(s.groups), num_message_bits=bits,
+                )
+                want = self.shape[s.target]
+                if tuple(int(v) for v in proc.output_shape) != tuple(want):
+                    raise GraphError(
+                        f"conv {s.name!r}: Lava computes output (W,H,C)="
+                        f"{tuple(proc.output_shape)}, the graph says {want}"
+                    )
+                out_port.connect(proc.s_in)
+                proc.a_out.connect(in_port)
+            else:  # pragma: no cover - the graph only has Dense and Conv
+                raise GraphError(f"synapse {s.name!r}: unsupported type {type(s).__name__}")
+            self.synapses[s.name] = proc
+
+    def _path(self, kind: str, i: int) -> str:
+        return os.path.join(self.workdir, f"{kind}_{i}.npy")
+
+    def run(self) -> dict[str, np.ndarray]:
+        """Run every step; return raw timelines [steps, size] in OUR flat order.
+
+        Sets ``self.compile_s`` (compilation and process start-up) and ``self.run_s``
+        (the steps themselves).
+        """
+        from lava.magma.core.run_conditions import RunSteps
+        from lava.magma.core.run_configs import Loihi2SimCfg
+
+        cfg = Loihi2SimCfg(select_tag=RUN_TAG,
+                           exception_proc_model_map=_models(self.record_state))
+        t0 = time.perf_counter()
+        self.source.create_runtime(run_cfg=cfg)
+        try:
+            t1 = time.perf_counter()
+            self.source.run(condition=RunSteps(num_steps=self.steps))
+            t2 = time.perf_counter()
+        finally:
+            self.source.stop()
+        self.compile_s, self.run_s = t1 - t0, t2 - t1
+        out: dict[str, np.ndarray] = {}
+        for name, proc in self.spike_sinks.items():
+            out[f"spikes/{name}"] = self._ours(name, np.load(proc.proc_params["record_path"]))
+        for name, proc in self.readout_sinks.items():
+            out[f"readouts/{name}"] = self._ours(name, np.load(proc.proc_params["record_path"]))
+        if self.record_state:
+            for name, lif in self.lifs.items():
+                uv = np.load(lif.proc_params["record_path"])  # [2, steps, *shape]
+                for k, key in enumerate("uv"):
+                    out[f"states/{name}/{key}"] = self._ours(name, np.moveaxis(uv[k], 0, -1))
+        return out
+
+    def _ours(self, name: str, data: np.ndarray) -> np.ndarray:
+        """Lava [*lava_shape, steps] -> int64 [steps, size] in our flat order."""
+        flat = np.asarray(data).astype(np.int64).reshape(-1, self.steps).T
+        res = np.empty_like(flat)
+        res[:, self.perm[name]] = flat
+        return res
+
+
+# ----------------------------------------------------------------------------- run
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+
+        return tqdm(total=total, unit="sample", desc="lava", file=sys.stderr)
+    except ImportError:
+        return _PlainProgress(total)
+
+
+class _PlainProgress:
+    """A minimal progress line when tqdm is not installed (the Lava env may lack it)."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.n += k
+        rate = self.n / max(time.perf_counter() - self.t0, 1e-9)
+        print(f"lava: {self.n}/{self.total} samples ({rate:.1f} samples/s)",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def run(
+    graph: QGraph,
+    inputs: np.ndarray,
+    *,
+    chunk: int = 100,
+    record_state: bool = False,
+    progress: bool = False,
+) -> RunResult:
+    """Run ``inputs`` [N, T, *input_shape] through Lava; records aligned as in targets.base.
+
+    ``chunk`` samples share one Lava network (rebuilt per chunk to bound memory).
+    ``record_state`` adds u and v (after each step, v after its spike reset) per population.
+    Counters: ``lava_steps`` (all chunks), ``lava_wall_s`` (time in Lava's compile + run),
+    ``lava_compile_s``, ``lava_run_s`` (the steps alone), ``lava_build_s`` (creating the
+    processes), ``lava_steps_per_s`` (steps / lava_run_s), ``lava_runs``, ``spikes``.
+    """
+    import_lava()
+    graph.validate()
+    x = check_inputs(graph, inputs)
+    n, T = x.shape[0], graph.timesteps
+    lat = graph.latency()
+    depth = graph.depth
+    if chunk < 1:
+        raise ValueError("chunk must be >= 1")
+
+    spikes = {p: np.zeros((n, T, graph.populations[p].size), dtype=bool) for p in graph.populations}
+    readouts = {r: np.zeros((n, T, graph.readouts[r].size), dtype=np.int64) for r in graph.readouts}
+    states = {
+        p: (np.zeros((n, T, pop.size), dtype=np.int64), np.zeros((n, T, pop.size), dtype=np.int64))
+        for p, pop in graph.populations.items()
+    } if record_state else {}
+    counters: dict = {"samples": n, "lava_runs": 0, "lava_steps": 0, "lava_build_s": 0.0,
+                      "lava_compile_s": 0.0, "lava_run_s": 0.0, "lava_wall_s": 0.0}
+    bar = _progress(n, progress)
+    try:
+        for start in range(0, n, chunk):
+            xs = x[start : start + chunk]
+            k = xs.shape[0]
+            with tempfile.TemporaryDirectory(prefix="neurodeploy-lava-") as workdir:
+                t0 = time.perf_counter()
+                net = _Net(graph, to_timeline(xs, depth), record_state, workdir)
+                if net.altered_weights and start == 0:
+                    warnings.warn(
+                        f"Lava alters {net.altered_weights} Dense weight(s) of this graph "
+                        "(mixed-sign matrices lose their lowest bit); results will differ "
+                        "from other targets", stacklevel=2,
+                    )
+                t1 = time.perf_counter()
+                raw = net.run()
+                t2 = time.perf_counter()
+            counters["lava_build_s"] += t1 - t0
+            counters["lava_wall_s"] += t2 - t1
+            counters["lava_compile_s"] += net.compile_s
+            counters["lava_run_s"] += net.run_s
+            counters["lava_steps"] += net.steps
+            counters["lava_runs"] += 1
+            sl = slice(start, start + k)
+            for p in graph.populations:
+                spikes[p][sl] = unpipeline(raw[f"spikes/{p}"], lat[p], k, T) != 0
+                if record_state:
+                    states[p][0][sl] = unpipeline(raw[f"states/{p}/u"], lat[p], k, T)
+                    states[p][1][sl] = unpipeline(raw[f"states/{p}/v"], lat[p], k, T)
+            for r in graph.readouts:
+                readouts[r][sl] = unpipeline(raw[f"readouts/{r}"], lat[r], k, T)
+            if bar is not None:
+                bar.update(k)
+    finally:
+        if bar is not None:
+            bar.close()
+    counters["spikes"] = int(sum(int(s.sum()) for s in spikes.values()))
+    counters["lava_steps_per_s"] = counters["lava_steps"] / max(counters["lava_run_s"], 1e-9)
+    return RunResult(spikes=spikes, readouts=readouts, counters=counters, states=states)
