@@ -25,7 +25,7 @@ class Edge:
     synapse: str
     source: str
     target: str
-    input_kind: str  # "binary spikes" or "graded (MAC)"
+    input_kind: str  # "binary spikes", "bit plane b", or "graded (MAC)"; "+max": max pooling
     static_ops_per_step: int  # every source entry active: nonzero fan-out summed
     measured_ops: int | None = None
 
@@ -45,8 +45,12 @@ def _fanout_total(s: Any) -> int:
 def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
     edges = []
     for s in graph.synapses:
-        graded = s.source == INPUT and graph.input.kind == "graded"
+        graded = s.source == INPUT and not graph.input.binary
         kind = "graded (MAC)" if graded else "binary spikes"
+        if s.source == INPUT and graph.input.bitplanes:
+            kind = f"bit plane {s.weight_exp}"
+        if isinstance(s, Conv) and s.max_pool is not None:
+            kind += " +max"
         measured = None
         if counters is not None and f"events/{s.name}" in counters:
             measured = int(counters[f"events/{s.name}"])
@@ -76,6 +80,9 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
         mac_m = sum(e.measured_ops or 0 for e in macs) / n_samples
         lines.append(f"measured per sample ({n_samples} samples): {ac_m:.1f} ACs, {mac_m:.1f} MACs")
     lines.append(f"neuron decays (not synaptic): {neurons * t} constant products per sample")
+    if any("+max" in e.input_kind for e in edges):
+        lines.append("max pooling of currents: comparisons, no multiplication; needs "
+                     "programmable neurons on Loihi (custom process in Lava)")
     if macs:
         lines.append("NOT multiplication-free: " + ", ".join(
             f"{e.synapse} ({e.source} -> {e.target}: graded input)" for e in macs))
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.static_only:
         from targets.qgraph_io import load_graph
 
-        graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps)
+        graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
+                              input_bitplanes=args.input_bitplanes)
         counters, n = None, None
     else:
         from targets import event_sim

@@ -413,7 +413,8 @@ class _Importer:
                 op = self.compose(src, chain) if chain else FDense(np.eye(size))
                 if src == in_name:
                     op = _scaled(op, scale)
-                label = chain[-1] if chain else f"{src}_to_{name}"
+                maps = [n for n in chain if _kind(self.nodes[n]) in ("Affine", "Linear", "Conv2d")]
+                label = (maps or chain)[-1] if chain else f"{src}_to_{name}"
                 if any(s.name == label for s in incoming):
                     label = f"{label}_{src}"
                 incoming.append(FSynapse(label, rename.get(src, src), name, op))

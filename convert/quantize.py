@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from convert.float_graph import FConv, FGraph, FPopulation, FSynapse
 from targets import fixedpoint as fx
-from targets.graph import Conv, Dense, GraphError, LIFPopulation, QGraph, Readout
+from targets.graph import INPUT, Conv, Dense, GraphError, LIFPopulation, QGraph, Readout
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
@@ -93,9 +94,21 @@ def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
     return np.clip(m, fx.BIAS_MANT_MIN, fx.BIAS_MANT_MAX).astype(np.int64), exp, clipped
 
 
-def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
-    """The integer graph every target runs, and a report of what quantization cost."""
-    report: dict[str, Any] = {"populations": {}, "synapses": {}, "warnings": list(fg.notes)}
+def quantize(fg: FGraph, *, input_bitplanes: bool = False,
+             input_exp_zero: bool | None = None) -> tuple[QGraph, dict[str, Any]]:
+    """The integer graph every target runs, and a report of what quantization cost.
+
+    ``input_bitplanes``: deploy a graded input as binary bit planes (multiplication-free);
+    each plane projects through the same integer weights with weight exponent +b. Exactly
+    equivalent to the graded deployment quantized with ``input_exp_zero=True`` (the default
+    then): input synapses keep weight exponent 0 so that no plane's sum is floored.
+    """
+    graded_in = fg.input.kind == "graded"
+    if input_exp_zero is None:
+        input_exp_zero = input_bitplanes
+    planes = int(fg.input.max_value).bit_length() if (input_bitplanes and graded_in) else 0
+    report: dict[str, Any] = {"populations": {}, "synapses": {}, "warnings": list(fg.notes),
+                              "input_bitplanes": planes}
     max_in = {"input": fg.input.max_value}
     pops: dict[str, LIFPopulation] = {}
     readouts: dict[str, Readout] = {}
@@ -104,12 +117,15 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
         syns = fg.incoming(name)
         is_pop = name in fg.populations
         k = _scale_for(fg.populations[name] if is_pop else None, syns, max_in)
+        fixed = [s for s in syns if s.source == INPUT and graded_in and input_exp_zero]
+        if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
+            k = min(k, min(WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0))
         worst_a_in = 0
         for s in syns:
             conv = isinstance(s.op, FConv)
             maxw = _max_abs(s)
             exp = 0
-            if not conv and maxw > 0:
+            if not conv and maxw > 0 and s not in fixed:
                 exp = -int(math.floor(math.log2(WEIGHT_LIMIT / (maxw * k)) + 1e-12))
                 exp = max(fx.WEIGHT_EXP_MIN, min(0, exp))
             w, clipped = _int_weights(s.op.weight * k * 2.0 ** (-exp))
@@ -125,7 +141,10 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
             if clipped:
                 report["warnings"].append(f"synapse {s.name}: {clipped} weights clipped")
             worst_a_in += int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
-            if conv:
+            if planes and s.source == INPUT:
+                synapses.extend(_bitplane_synapses(s, w, planes, fg.input.size))
+                report["synapses"][s.name]["bitplanes"] = planes
+            elif conv:
                 synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
                                      s.op.groups, s.op.in_shape, s.op.out_shape, s.delay,
                                      s.op.max_pool))
@@ -164,9 +183,27 @@ def quantize(fg: FGraph) -> tuple[QGraph, dict[str, Any]]:
         max_in[name] = 1
     meta = dict(fg.metadata)
     meta["quantized"] = True
-    qg = QGraph(fg.input, pops, readouts, synapses, fg.timesteps, meta)
+    in_spec = replace(fg.input, bitplanes=planes)
+    qg = QGraph(in_spec, pops, readouts, synapses, fg.timesteps, meta)
     qg.validate()
     return qg, report
+
+
+def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
+                       size: int) -> list[Dense | Conv]:
+    """B binary projections, one per bit plane of the input, through the same weights."""
+    out: list[Dense | Conv] = []
+    for b in range(planes):
+        sl = (b * size, (b + 1) * size)
+        name = f"{s.name}_b{b}"
+        if isinstance(s.op, FConv):
+            if s.op.max_pool is not None:
+                raise GraphError(f"synapse {s.name!r}: bit planes cannot feed a max pooling")
+            out.append(Conv(name, INPUT, s.target, w, s.op.stride, s.op.padding, s.op.groups,
+                            s.op.in_shape, s.op.out_shape, s.delay, None, b, sl))
+        else:
+            out.append(Dense(name, INPUT, s.target, w, b, s.delay, sl))
+    return out
 
 
 def _rel_error(q: np.ndarray, ref: np.ndarray) -> float:
@@ -206,12 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-o", "--output", required=True, help="integer NIR file to write")
     ap.add_argument("--dt", type=float, default=None, help="time step of a foreign NIR graph")
     ap.add_argument("--timesteps", type=int, default=None, help="timesteps, if not recorded")
+    ap.add_argument("--input-bitplanes", action="store_true",
+                    help="deploy a graded (pixel) input as binary bit planes, each projecting "
+                    "through the same weights with exponent +b: multiplication-free")
     args = ap.parse_args(argv)
     from convert.nir_import import import_nir
     from targets.qgraph_io import write_qgraph
 
     try:
-        qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps))
+        qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps),
+                              input_bitplanes=args.input_bitplanes)
         write_qgraph(args.output, qg, report)
     except (GraphError, OSError) as e:
         print(f"convert.quantize: {e}", file=sys.stderr)

@@ -25,7 +25,8 @@ class RunResult:
 
 
 def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
-    """Validate an input batch [N, T, *input_shape] and return it as int64 [N, T, size]."""
+    """Validate an input batch [N, T, *input_shape]; return what the synapses read: int64
+    [N, T, input.flat_size] (graded values split into bit planes if the graph asks for it)."""
     x = np.asarray(inputs)
     want = (graph.timesteps, *graph.input.shape)
     if x.ndim < 2 or int(np.prod(x.shape[2:])) != graph.input.size or x.shape[1] != want[0]:
@@ -43,6 +44,9 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
             f"input values must lie in [{lo}, {hi}] for a {graph.input.kind} input; "
             f"got [{x.min()}, {x.max()}]"
         )
+    if graph.input.bitplanes:
+        planes = [(x >> b) & 1 for b in range(graph.input.bitplanes)]
+        x = np.concatenate(planes, axis=2)  # plane-major: entry b*size + j is bit b of j
     return x
 
 

@@ -108,9 +108,10 @@ def wrap_signed(x, bits: int):
     return (x + base // 2) % base - base // 2
 
 
-def conv_output(acc):
-    """What a Conv synapse emits: Lava ignores weight_exp for Conv and wraps to 24 bits."""
-    return wrap_signed(acc, UV_BITS)
+def conv_output(acc, weight_exp: int = 0):
+    """What a Conv synapse emits: its sum wrapped to 24 bits (Lava's Conv has no exponent;
+    a nonzero one only occurs on bit-plane input layers, which run as dense maps)."""
+    return floor_shift(wrap_signed(acc, UV_BITS), int(weight_exp))
 
 
 def lava_dense_weights(weights: np.ndarray, num_weight_bits: int = 8) -> np.ndarray:

@@ -22,13 +22,31 @@ class GraphError(ValueError):
 
 @dataclass
 class InputSpec:
+    """What the user feeds: [sample, timestep, *shape] integers.
+
+    ``bitplanes = B > 0`` deploys a graded input (values < 2**B) as B binary planes: the input
+    vector the synapses see is then ``B * size`` spikes, plane-major (entry ``b * size + j`` is
+    bit b of value j), and each plane projects through the same weights with weight exponent
+    +b: an exactly equivalent, multiplication-free input layer.
+    """
+
     shape: tuple[int, ...]
     kind: str = "spikes"  # "spikes": values in {0, 1}; "graded": integers in [0, max_value]
     max_value: int = 1
+    bitplanes: int = 0
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def flat_size(self) -> int:
+        """Length of the input vector the synapses read (bit planes expanded)."""
+        return self.size * self.bitplanes if self.bitplanes else self.size
+
+    @property
+    def binary(self) -> bool:
+        return self.kind == "spikes" or self.bitplanes > 0
 
 
 @dataclass
@@ -67,6 +85,8 @@ class Dense:
     weight: np.ndarray  # int64 [n_out, n_in] over flattened (C-order) source and target
     weight_exp: int = 0
     delay: int = 0  # extra steps on top of the one every synapse takes (latency balancing)
+    # read only source[start:stop] of the flat source vector (one bit plane of the input)
+    source_slice: tuple[int, int] | None = None
 
 
 @dataclass
@@ -89,6 +109,10 @@ class Conv:
     out_shape: tuple[int, int, int]  # after max pooling, if any
     delay: int = 0
     max_pool: tuple[int, int] | None = None  # max over windows of the output currents (CML)
+    # Only for bit-plane input layers: plane b reads source[start:stop] and shifts by +b.
+    # (Lava's Conv has no exponent: the Lava target runs such a synapse as a dense map.)
+    weight_exp: int = 0
+    source_slice: tuple[int, int] | None = None
 
     @property
     def conv_shape(self) -> tuple[int, int, int]:
@@ -126,6 +150,14 @@ class QGraph:
     synapses: list[Synapse]
     timesteps: int
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def source_size(self, s: Synapse) -> int:
+        """Length of the vector synapse ``s`` reads from its source."""
+        if s.source_slice is not None:
+            return s.source_slice[1] - s.source_slice[0]
+        if s.source == INPUT:
+            return self.input.flat_size
+        return int(np.prod(self.node_shape(s.source)))
 
     def node_shape(self, name: str) -> tuple[int, ...]:
         if name == INPUT:
@@ -176,16 +208,20 @@ class QGraph:
                     raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
             if s.target == INPUT or s.source in self.readouts:
                 raise GraphError(f"synapse {s.name!r} runs the wrong way ({s.source}->{s.target})")
-            n_in = int(np.prod(self.node_shape(s.source)))
+            n_in = self.source_size(s)
             n_out = int(np.prod(self.node_shape(s.target)))
+            if s.source_slice is not None:
+                lo, hi = s.source_slice
+                full = self.input.flat_size if s.source == INPUT else int(
+                    np.prod(self.node_shape(s.source)))
+                if not 0 <= lo < hi <= full:
+                    raise GraphError(f"synapse {s.name!r}: slice {s.source_slice} of {full}")
             if isinstance(s, Dense):
                 if s.weight.shape != (n_out, n_in):
                     raise GraphError(
                         f"synapse {s.name!r}: weight {s.weight.shape} does not map "
                         f"{s.source} ({n_in}) to {s.target} ({n_out})"
                     )
-                if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
-                    raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
             else:
                 if s.max_pool is not None:
                     c, h, w = s.conv_shape
@@ -205,6 +241,8 @@ class QGraph:
                     )
             if s.delay < 0:
                 raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
+            if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
+                raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
             if s.weight.size and (s.weight.min() < fx.WEIGHT_MIN or s.weight.max() > fx.WEIGHT_MAX):
                 raise GraphError(f"synapse {s.name!r}: weights outside 8-bit range")
         for p in self.populations.values():

@@ -42,10 +42,12 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
     nodes: dict[str, Any] = {
         INPUT: nir.Input(
             {"input": np.array(qg.input.shape)},
-            metadata={"kind": qg.input.kind, "max_value": qg.input.max_value},
+            metadata={"kind": qg.input.kind, "max_value": qg.input.max_value,
+                      "bitplanes": qg.input.bitplanes},
         )
     }
     edges: list[tuple[str, str]] = []
+    pooled_to: dict[str, str] = {}
     for p in qg.populations.values():
         keep = fx.factor_from_dv(p.dv)
         tau = DT / max(1.0 - keep, 1e-9)
@@ -64,8 +66,10 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
             raise GraphError(f"synapse {s.name!r} has the name of another node")
         src = s.source
         if isinstance(s, Dense):
-            nodes[s.name] = nir.Linear(weight=s.weight.copy(),
-                                       metadata={"loihi_weight_exp": s.weight_exp})
+            md = {"loihi_weight_exp": s.weight_exp}
+            if s.source_slice is not None:
+                md["source_slice"] = np.array(s.source_slice)
+            nodes[s.name] = nir.Linear(weight=s.weight.copy(), metadata=md)
             src_shape = qg.node_shape(s.source)
             if len(src_shape) > 1:  # NIR types must chain: flatten a (C, H, W) source first
                 src = f"{s.name}_flatten"
@@ -79,15 +83,37 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
                 input_shape=tuple(s.in_shape[1:]), weight=s.weight.copy(), stride=s.stride,
                 padding=s.padding, dilation=(1, 1), groups=s.groups,
                 bias=np.zeros(s.weight.shape[0], dtype=np.int64),
-                metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.out_shape)},
+                metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.conv_shape),
+                          "loihi_weight_exp": s.weight_exp,
+                          **({} if s.source_slice is None else
+                             {"source_slice": np.array(s.source_slice)})},
             )
-        edges += [(src, s.name), (s.name, s.target)]
+            if s.max_pool is not None:  # extension node between the conv and its target
+                from convert.extensions import MaxPool2d
+
+                mp = f"{s.name}_maxpool"
+                nodes[mp] = MaxPool2d(s.conv_shape, s.max_pool, s.max_pool)
+                pooled_to[s.name] = mp
+        if s.delay:
+            d = f"{s.name}_delay"
+            nodes[d] = nir.Delay(np.full(qg.node_shape(s.source) if src == s.source else
+                                         (int(np.prod(qg.node_shape(s.source))),), s.delay * DT),
+                                 metadata={"role": "latency balancing", "steps": s.delay})
+            edges.append((src, d))
+            src = d
+        after = pooled_to.get(s.name)
+        if after:
+            edges += [(src, s.name), (s.name, after), (after, s.target)]
+        else:
+            edges += [(src, s.name), (s.name, s.target)]
     meta = {k: v for k, v in qg.metadata.items() if isinstance(v, str | int | float | bool)}
     meta.update(neurodeploy_integer=1, timesteps=qg.timesteps, input_kind=qg.input.kind,
                 input_max=qg.input.max_value)
     if report is not None:
         meta["quantization_report"] = json.dumps(report, default=float)
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
+    if pooled_to:
+        meta["neurodeploy_extensions"] = "MaxPool2d"
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=not pooled_to)
 
 
 def write_atomic(path: str | Path, write: Any) -> None:
@@ -125,11 +151,19 @@ def from_nir(g: Any) -> QGraph:
     for a, b in g.edges:
         preds[b] = a
         succs[a] = b
-    flat = {n for n, node in g.nodes.items() if type(node).__name__ == "Flatten"}
-    for n in flat:  # a Flatten only reshapes: the synapse reads the node before it
-        for b, a in list(preds.items()):
-            if a == n:
-                preds[b] = preds[n]
+    delays: dict[str, int] = {}
+    passthrough = {n for n, node in g.nodes.items() if type(node).__name__ in ("Flatten", "Delay")}
+    for name in g.nodes:  # Flatten reshapes, Delay holds back: the synapse reads past them
+        if type(g.nodes[name]).__name__ in ("Linear", "Conv2d"):
+            steps, src = 0, preds[name]
+            while src in passthrough:
+                node = g.nodes[src]
+                if type(node).__name__ == "Delay":
+                    steps += int(_meta(dict(node.metadata or {}).get("steps", 0)) or
+                                 round(float(np.asarray(node.delay).reshape(-1)[0]) / DT))
+                src = preds[src]
+            preds[name] = src
+            delays[name] = steps
     in_spec = None
     for name, node in g.nodes.items():
         kind = type(node).__name__
@@ -137,7 +171,8 @@ def from_nir(g: Any) -> QGraph:
         if kind == "Input":
             shape = tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))))
             in_spec = InputSpec(shape, str(md.get("kind", meta.get("input_kind", "spikes"))),
-                                int(md.get("max_value", meta.get("input_max", 1))))
+                                int(md.get("max_value", meta.get("input_max", 1))),
+                                int(md.get("bitplanes", 0)))
         elif kind == "LIF":
             shape = tuple(np.asarray(node.v_threshold).shape)
             pops[name] = LIFPopulation(
@@ -151,20 +186,33 @@ def from_nir(g: Any) -> QGraph:
             readouts[name] = Readout(name, shape,
                                      None if b is None else np.asarray(b, dtype=np.int64))
         elif kind == "Linear":
+            sl = md.get("source_slice")
             synapses.append(Dense(name, preds[name], succs[name],
                                   np.asarray(node.weight).astype(np.int64),
-                                  int(md.get("loihi_weight_exp", 0))))
+                                  int(md.get("loihi_weight_exp", 0)), 0,
+                                  None if sl is None else (int(sl[0]), int(sl[1]))))
         elif kind == "Conv2d":
+            target, out_shape, pool = succs[name], tuple(int(x) for x in md["out_shape"]), None
+            if type(g.nodes[target]).__name__ == "MaxPool2d":
+                mp = g.nodes[target]
+                pool = (int(mp.kernel_size[0]), int(mp.kernel_size[1]))
+                out_shape = tuple(int(x) for x in mp.output_type["output"])
+                target = succs[target]
             synapses.append(Conv(
-                name, preds[name], succs[name], np.asarray(node.weight).astype(np.int64),
+                name, preds[name], target, np.asarray(node.weight).astype(np.int64),
                 tuple(int(x) for x in np.broadcast_to(node.stride, (2,))),
                 tuple(int(x) for x in np.broadcast_to(node.padding, (2,))), int(node.groups),
-                tuple(int(x) for x in md["in_shape"]), tuple(int(x) for x in md["out_shape"]),
+                tuple(int(x) for x in md["in_shape"]), out_shape, 0, pool,
+                int(md.get("loihi_weight_exp", 0)),
+                None if md.get("source_slice") is None else
+                (int(md["source_slice"][0]), int(md["source_slice"][1])),
             ))
-        elif kind != "Flatten":
+        elif kind not in ("Flatten", "Delay", "MaxPool2d"):
             raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
     if in_spec is None:
         raise GraphError("integer graph has no Input node")
+    for syn in synapses:
+        syn.delay = delays.get(syn.name, 0)
     qg = QGraph(in_spec, pops, readouts, synapses, int(meta.get("timesteps", 0)), meta)
     qg.validate()
     return qg
@@ -172,7 +220,7 @@ def from_nir(g: Any) -> QGraph:
 
 def load_graph(
     path: str | Path, *, dt: float | None = None, timesteps: int | None = None,
-    input_kind: str | None = None,
+    input_kind: str | None = None, input_bitplanes: bool = False,
 ) -> tuple[QGraph, dict[str, Any]]:
     """Any NIR file -> the integer graph: integer files are read, float ones quantized."""
     from convert.nir_import import import_nir, read_nir
@@ -186,4 +234,5 @@ def load_graph(
         return qg, (json.loads(rep) if isinstance(rep, str) else {})
     from convert.quantize import quantize
 
-    return quantize(import_nir(g, dt=dt, timesteps=timesteps, input_kind=input_kind))
+    return quantize(import_nir(g, dt=dt, timesteps=timesteps, input_kind=input_kind),
+                    input_bitplanes=input_bitplanes)

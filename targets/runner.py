@@ -51,6 +51,9 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="timesteps per sample, for graphs that do not record it")
     ap.add_argument("--dt", type=float, default=None,
                     help="time step of a foreign NIR graph (default: recorded dt, else 1e-4)")
+    ap.add_argument("--input-bitplanes", action="store_true",
+                    help="quantize a graded (pixel) input as 8 binary bit planes: the input "
+                    "layer becomes multiplication-free (float graphs only)")
     ap.add_argument("--record", default=None, metavar="out.npz",
                     help="save spike records [sample, timestep, *shape] and counters to this file")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -98,7 +101,8 @@ def prepare(args: argparse.Namespace) -> Prepared:
 
     if args.samples <= 0:
         raise UserError("--samples must be positive")
-    graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps)
+    graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
+                               input_bitplanes=getattr(args, "input_bitplanes", False))
     x, labels, desc = _load_inputs(args, graph)
     return Prepared(graph, report, x, labels, desc, args.record)
 

@@ -34,7 +34,7 @@ def synapse_output(s, x: torch.Tensor) -> torch.Tensor:
     acc = torch.round(y).to(torch.int64)
     if not isinstance(s, Conv):
         return fx.dense_output(acc, s.weight_exp)
-    out = fx.conv_output(acc)
+    out = fx.conv_output(acc, s.weight_exp)
     if s.max_pool is not None:
         out = fx.max_pool2d(out, s.max_pool)
     return out.reshape(x.shape[0], -1)
@@ -53,13 +53,15 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
         a_in = None
         for s in graph.incoming(name):
             src = acts[s.source]
+            if s.source_slice is not None:
+                src = src[..., s.source_slice[0] : s.source_slice[1]]
             out = synapse_output(s, src.reshape(n * t_steps, -1)).reshape(n, t_steps, -1)
             a_in = out if a_in is None else a_in + out
             fanout = torch.from_numpy((s.weight != 0).reshape(s.weight.shape[0], -1))
             events = _events(s, src, fanout)
             counters["synaptic_events"] += events
             counters[f"events/{s.name}"] = events
-            graded = s.source == INPUT and graph.input.kind == "graded"
+            graded = s.source == INPUT and not graph.input.binary
             counters["mac" if graded else "ac"] += events
         if name in graph.readouts:
             readouts[name] = a_in.numpy()
