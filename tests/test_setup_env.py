@@ -53,8 +53,8 @@ def test_check_finds_both_interpreters_and_fresh_stamps():
         assert version.startswith(ver + "."), value
     # `make test` runs setup-env first; stale here means pyproject.toml or the script changed
     # since, and `make env` has not been run.
-    assert report[".venv"] == "ok", report
-    assert report[".venv-lava"] == "ok", report
+    for venv in (".venv", ".venv-lava"):
+        assert report[venv] == "ok", f"{venv} is {report[venv]}: run `make env`"
 
 
 def _real_python310() -> str:
