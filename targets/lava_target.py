@@ -38,6 +38,7 @@ from targets.base import RunResult, check_inputs, unpipeline
 from targets.graph import INPUT, Conv, Dense, GraphError, QGraph
 
 RUN_TAG = "fixed_pt"
+MAX_DENSE_DELAY = 63  # DelayDense: Loihi 2 has 6 bits of synaptic delay
 
 
 def import_lava() -> None:
@@ -69,7 +70,10 @@ def node_layouts(graph: QGraph) -> dict[str, tuple[int, int, int] | None]:
     for s in graph.synapses:
         if not isinstance(s, Conv):
             continue
-        for node, chw in ((s.source, tuple(s.in_shape)), (s.target, tuple(s.out_shape))):
+        ends = [(s.target, tuple(s.out_shape))]
+        if not conv_as_dense(s):
+            ends.append((s.source, tuple(s.in_shape)))
+        for node, chw in ends:
             if layout[node] is not None and layout[node] != chw:
                 raise GraphError(
                     f"node {node!r} is seen as {layout[node]} and as {chw} by different "
@@ -77,6 +81,27 @@ def node_layouts(graph: QGraph) -> dict[str, tuple[int, int, int] | None]:
                 )
             layout[node] = chw  # type: ignore[assignment]
     return layout
+
+
+def conv_as_dense(s: Conv) -> bool:
+    """Bit-plane input convs (a weight exponent, or a slice of their source) run as dense
+    maps: Lava's Conv has no weight exponent and cannot read part of a port."""
+    return bool(s.weight_exp) or s.source_slice is not None
+
+
+def _mixed_odd(w: np.ndarray) -> bool:
+    return bool(w.size and w.min() < 0 < w.max() and (w & 1).any())
+
+
+def conv_matrix(s: Conv) -> np.ndarray:
+    """The dense matrix [prod(conv_shape), prod(in_shape)] (our C-order on both sides) of a
+    Conv synapse's cross-correlation, before any max pooling."""
+    from targets.ops import conv2d
+
+    n_in = int(np.prod(s.in_shape))
+    basis = np.eye(n_in, dtype=np.int64).reshape(n_in, *s.in_shape)
+    out = conv2d(basis, np.asarray(s.weight, dtype=np.int64), s.stride, s.padding, s.groups)
+    return np.rint(out).astype(np.int64).reshape(n_in, -1).T
 
 
 def lava_shape(chw: tuple[int, int, int] | None, size: int) -> tuple[int, ...]:
@@ -92,8 +117,8 @@ def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
 
 def message_bits(graph: QGraph, source: str) -> int:
     """Lava's ``num_message_bits`` for a synapse from ``source``: 0 carries binary spikes,
-    anything else carries the integer value (graded input)."""
-    if source != INPUT or (graph.input.kind != "graded" and graph.input.max_value <= 1):
+    anything else carries the integer value (graded input; bit planes are binary)."""
+    if source != INPUT or graph.input.binary or graph.input.max_value <= 1:
         return 0
     return max(8, int(graph.input.max_value).bit_length())
 
@@ -149,6 +174,71 @@ def _models(record_state: bool) -> dict:
     return models
 
 
+_RELAY: dict[str, type] = {}
+
+
+def _relay_process() -> type:
+    """A Lava process between a Conv and its target that max-pools the conv's output
+    currents over non-overlapping (x, y) windows and/or delays them by ``delay`` steps. It
+    receives and sends within the same step, so it adds no latency of its own. Stock Lava has
+    no pooling of currents and no delayed Conv; this is plumbing only: it adds, multiplies and
+    rounds nothing (max and a FIFO)."""
+    if "proc" not in _RELAY:
+        from lava.magma.core.process.ports.ports import InPort, OutPort
+        from lava.magma.core.process.process import AbstractProcess
+
+        class CurrentRelay(AbstractProcess):
+            def __init__(self, *, in_shape, out_shape, pool, delay) -> None:
+                super().__init__(in_shape=in_shape, out_shape=out_shape, pool=pool, delay=delay)
+                self.a_in = InPort(shape=in_shape)
+                self.a_out = OutPort(shape=out_shape)
+
+        _RELAY["proc"] = CurrentRelay
+    return _RELAY["proc"]
+
+
+def _relay_model() -> type:
+    if "model" not in _RELAY:
+        from lava.magma.core.decorator import implements, requires, tag
+        from lava.magma.core.model.py.model import PyLoihiProcessModel
+        from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+        from lava.magma.core.model.py.type import LavaPyType
+        from lava.magma.core.resources import CPU
+        from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+        @implements(proc=_relay_process(), protocol=LoihiProtocol)
+        @requires(CPU)
+        @tag("fixed_pt")
+        class PyCurrentRelayModel(PyLoihiProcessModel):
+            a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+            a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+            def run_spk(self) -> None:
+                x = self.a_in.recv()
+                pool = self.proc_params["pool"]
+                if pool is not None:
+                    x = lava_max_pool(x, pool)
+                delay = self.proc_params["delay"]
+                if delay:
+                    if not hasattr(self, "_fifo"):
+                        self._fifo = [np.zeros_like(x) for _ in range(delay)]
+                    self._fifo.append(x)
+                    x = self._fifo.pop(0)
+                self.a_out.send(x)
+
+        _RELAY["model"] = PyCurrentRelayModel
+    return _RELAY["model"]
+
+
+def lava_max_pool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
+    """fixedpoint.max_pool2d in Lava's (W, H, C) layout: ``pool`` is (kh, kw) as in the graph;
+    trailing columns/rows that do not fill a window are dropped."""
+    kh, kw = int(pool[0]), int(pool[1])
+    w, h, c = x.shape
+    wo, ho = w // kw, h // kh
+    return x[: wo * kw, : ho * kh].reshape(wo, kw, ho, kh, c).max(axis=(1, 3))
+
+
 def _save(path: str, arr: np.ndarray) -> None:
     tmp = path + ".part.npy"
     np.save(tmp, arr)
@@ -161,6 +251,7 @@ class _Net:
     def __init__(self, graph: QGraph, timeline: np.ndarray, record_state: bool,
                  workdir: str) -> None:
         from lava.proc.conv.process import Conv as LavaConv
+        from lava.proc.dense.process import DelayDense as LavaDelayDense
         from lava.proc.dense.process import Dense as LavaDense
         from lava.proc.io.sink import RingBuffer as Sink
         from lava.proc.io.source import RingBuffer as Source
@@ -173,18 +264,25 @@ class _Net:
         T = graph.timesteps
         lat = graph.latency()
         self.layout = node_layouts(graph)
-        self.perm = {
-            n: lava_to_ours(self.layout[n], int(np.prod(graph.node_shape(n))))
-            for n in self.layout
-        }
-        self.shape = {
-            n: lava_shape(self.layout[n], int(np.prod(graph.node_shape(n)))) for n in self.layout
-        }
+        sizes = {n: int(np.prod(graph.node_shape(n))) for n in self.layout}
+        sizes[INPUT] = graph.input.flat_size  # bit planes expanded
+        self.perm = {n: lava_to_ours(self.layout[n], sizes[n]) for n in self.layout}
+        self.shape = {n: lava_shape(self.layout[n], sizes[n]) for n in self.layout}
         self.altered_weights = 0
 
-        # Source: Lava data is [*lava_shape, steps].
-        src = timeline[:, self.perm[INPUT]].T.reshape(*self.shape[INPUT], self.steps)
-        self.source = Source(data=src.astype(np.int64))
+        # Sources: the whole input vector, and one RingBuffer per slice of it that a synapse
+        # reads (a bit plane): Lava cannot connect part of a port. Data is [*shape, steps].
+        self.sources: dict = {}
+
+        def source_port(key):
+            if key not in self.sources:
+                if key is None:
+                    data = timeline[:, self.perm[INPUT]].T.reshape(*self.shape[INPUT],
+                                                                   self.steps)
+                else:
+                    data = timeline[:, key[0] : key[1]].T
+                self.sources[key] = Source(data=np.ascontiguousarray(data, dtype=np.int64))
+            return self.sources[key].s_out
 
         self.lifs = {}
         for i, (name, p) in enumerate(graph.populations.items()):
@@ -212,25 +310,70 @@ class _Net:
             lif.s_out.connect(self.spike_sinks[name].a_in)
 
         self.synapses = {}
+        self.relays: list = []
         for s in graph.synapses:
-            out_port = self.source.s_out if s.source == INPUT else self.lifs[s.source].s_out
+            in_slice = s.source == INPUT and s.source_slice is not None
+            if s.source == INPUT:
+                out_port = source_port(tuple(s.source_slice) if in_slice else None)
+            else:
+                out_port = self.lifs[s.source].s_out
             in_port = (
                 self.readout_sinks[s.target].a_in
                 if s.target in graph.readouts
                 else self.lifs[s.target].a_in
             )
             bits = message_bits(graph, s.source)
-            if isinstance(s, Dense):
-                w = np.asarray(s.weight, dtype=np.int64)
-                self.altered_weights += int((fx.lava_dense_weights(w) != w).sum())
-                w = w[np.ix_(self.perm[s.target], self.perm[s.source])]
-                proc = LavaDense(weights=w, weight_exp=int(s.weight_exp), num_message_bits=bits)
-                src_port = out_port if self.layout[s.source] is None else out_port.flatten()
-                src_port.connect(proc.s_in)
-                dst = proc.a_out
-                if self.layout[s.target] is not None:
-                    dst = dst.reshape(self.shape[s.target])
-                dst.connect(in_port)
+            pool_relay = isinstance(s, Conv) and s.max_pool is not None
+            if isinstance(s, Dense) or conv_as_dense(s):
+                if isinstance(s, Dense):
+                    w = np.asarray(s.weight, dtype=np.int64)
+                    rows = self.perm[s.target]
+                else:
+                    w = conv_matrix(s)
+                    self._check_dense_conv(graph, s, w)
+                    conv_chw = tuple(s.conv_shape)
+                    rows = (lava_to_ours(conv_chw, w.shape[0]) if pool_relay
+                            else self.perm[s.target])
+                if s.source_slice is not None and not in_slice:
+                    # a slice of a population: zero columns elsewhere
+                    full = np.zeros((w.shape[0], sizes[s.source]), dtype=np.int64)
+                    full[:, s.source_slice[0] : s.source_slice[1]] = w
+                    w = full
+                cols = np.arange(w.shape[1]) if in_slice else self.perm[s.source]
+                w = w[np.ix_(rows, cols)]
+                parts = [w]
+                if isinstance(s, Conv) and s.weight_exp >= 0 and _mixed_odd(w):
+                    # A conv's weights are not prepared for Dense's mixed-sign truncation:
+                    # run its positive and negative weights as two Dense (excitatory and
+                    # inhibitory: no truncation); with exponent >= 0 the split is exact.
+                    parts = [np.where(w > 0, w, 0), np.where(w < 0, w, 0)]
+                self.altered_weights += sum(
+                    int((fx.lava_dense_weights(pw) != pw).sum()) for pw in parts)
+                delay = 0 if pool_relay else int(s.delay)
+                if delay > MAX_DENSE_DELAY:
+                    raise GraphError(f"synapse {s.name!r}: delay {s.delay} > "
+                                     f"{MAX_DENSE_DELAY}, Loihi 2's limit for DelayDense")
+                target_port = in_port
+                reshape_to = self.shape[s.target] if self.layout[s.target] is not None else None
+                if pool_relay:
+                    conv_out = lava_shape(conv_chw, w.shape[0])
+                    relay = _relay_process()(in_shape=conv_out, out_shape=self.shape[s.target],
+                                             pool=s.max_pool, delay=int(s.delay))
+                    self.relays.append(relay)
+                    relay.a_out.connect(in_port)
+                    target_port, reshape_to = relay.a_in, conv_out
+                flat_src = in_slice or self.layout[s.source] is None
+                for pw in parts:
+                    if delay:
+                        proc = LavaDelayDense(weights=pw, delays=np.full(pw.shape, delay),
+                                              weight_exp=int(s.weight_exp),
+                                              num_message_bits=bits)
+                    else:
+                        proc = LavaDense(weights=pw, weight_exp=int(s.weight_exp),
+                                         num_message_bits=bits)
+                    (out_port if flat_src else out_port.flatten()).connect(proc.s_in)
+                    dst = proc.a_out if reshape_to is None else proc.a_out.reshape(reshape_to)
+                    dst.connect(target_port)
             elif isinstance(s, Conv):
                 proc = LavaConv(
                     weight=lava_conv_weight(s.weight),
@@ -239,17 +382,73 @@ class _Net:
                     stride=(int(s.stride[1]), int(s.stride[0])),
                     groups=int(s.groups), num_message_bits=bits,
                 )
-                want = self.shape[s.target]
-                if tuple(int(v) for v in proc.output_shape) != tuple(want):
+                conv_out = lava_shape(tuple(s.conv_shape), int(np.prod(s.conv_shape)))
+                if tuple(int(v) for v in proc.output_shape) != tuple(conv_out):
                     raise GraphError(
                         f"conv {s.name!r}: Lava computes output (W,H,C)="
-                        f"{tuple(proc.output_shape)}, the graph says {want}"
+                        f"{tuple(proc.output_shape)}, the graph says {conv_out}"
                     )
                 out_port.connect(proc.s_in)
-                proc.a_out.connect(in_port)
+                if s.max_pool is None and not s.delay:
+                    proc.a_out.connect(in_port)
+                else:
+                    # Max pooling of the (24-bit wrapped) conv currents and/or extra delay:
+                    # a relay between the conv and its target (no latency of its own).
+                    relay = _relay_process()(in_shape=conv_out, out_shape=self.shape[s.target],
+                                             pool=s.max_pool, delay=int(s.delay))
+                    self.relays.append(relay)
+                    proc.a_out.connect(relay.a_in)
+                    relay.a_out.connect(in_port)
             else:  # pragma: no cover - the graph only has Dense and Conv
                 raise GraphError(f"synapse {s.name!r}: unsupported type {type(s).__name__}")
             self.synapses[s.name] = proc
+        self._anchor_components(graph)
+        self.source = next(iter(self.sources.values()))
+
+    def _check_dense_conv(self, graph: QGraph, s: Conv, w: np.ndarray) -> None:
+        """A conv run as a dense map must never reach the 24-bit wrap of Lava's Conv output
+        (fixedpoint.conv_output wraps before the exponent; a Dense does not wrap)."""
+        top = graph.input.max_value if message_bits(graph, s.source) else 1
+        worst = int(np.abs(w).sum(axis=1).max(initial=0)) * int(top)
+        if worst >= fx.UV_MAX:
+            raise GraphError(f"synapse {s.name!r}: a bit-plane conv with worst-case sum {worst} "
+                             "could wrap at 24 bits; the Lava target runs it as a dense map, "
+                             "which does not wrap")
+
+    def _anchor_components(self, graph: QGraph) -> None:
+        """Lava compiles only the processes connected to the one it runs. With several input
+        sources (bit planes) the graph may fall apart into pieces: join them through an
+        inert LIF that receives nothing (zero weights) and sends nothing anywhere."""
+        from lava.proc.dense.process import Dense as LavaDense
+        from lava.proc.lif.process import LIF
+
+        parent = {n: n for n in (*self.sources, *graph.populations, *graph.readouts)}
+
+        def find(n):
+            while parent[n] != n:
+                parent[n] = parent[parent[n]]
+                n = parent[n]
+            return n
+
+        for s in graph.synapses:
+            if s.source == INPUT:
+                a = tuple(s.source_slice) if s.source_slice is not None else None
+            else:
+                a = s.source
+            parent[find(a)] = find(s.target)
+        roots = {find(k) for k in self.sources}
+        if len(roots) <= 1:
+            return
+        anchor = LIF(shape=(1,), du=0, dv=0, vth=1)
+        seen = set()
+        for key, src in self.sources.items():
+            if find(key) in seen:
+                continue
+            seen.add(find(key))
+            n = int(np.prod(src.s_out.shape))
+            d = LavaDense(weights=np.zeros((1, n), dtype=np.int64))
+            (src.s_out if len(src.s_out.shape) == 1 else src.s_out.flatten()).connect(d.s_in)
+            d.a_out.connect(anchor.a_in)
 
     def _path(self, kind: str, i: int) -> str:
         return os.path.join(self.workdir, f"{kind}_{i}.npy")
@@ -263,8 +462,11 @@ class _Net:
         from lava.magma.core.run_conditions import RunSteps
         from lava.magma.core.run_configs import Loihi2SimCfg
 
-        cfg = Loihi2SimCfg(select_tag=RUN_TAG,
-                           exception_proc_model_map=_models(self.record_state))
+        models = _models(self.record_state)
+        # Our own process is mapped per instance: Lava would otherwise search for its model
+        # by importing every module of the targets package (some need torch).
+        models.update({relay: _relay_model() for relay in self.relays})
+        cfg = Loihi2SimCfg(select_tag=RUN_TAG, exception_proc_model_map=models)
         t0 = time.perf_counter()
         self.source.create_runtime(run_cfg=cfg)
         try:

@@ -2,7 +2,7 @@
 
 All cases run in ONE Lava-environment process (tests/lava_scripts/contract_cases.py): Lava's
 startup and network compilation dominate, so the cases share one network of stock processes
-(part 1) plus three targets.lava_target networks (part 2). Each case below is one comparison
+(part 1) plus four targets.lava_target networks (part 2). Each case below is one comparison
 of Lava's spikes, u and v (step by step) or Dense outputs / read-back weights against a pure
 targets.fixedpoint loop; see the script for how each case is built.
 """
@@ -47,6 +47,7 @@ CASES = [
     "lifreset_interval3_offset1",
     "conv_layouts_groups_stride_padding",
     "graded_input_two_synapses_pipelined_chunks",
+    "bitplane_input_slices_dense_mapped_convs",
 ]
 
 # Known, documented difference (outside the contract's operating range, which the quantizer
@@ -94,15 +95,23 @@ def test_known_difference_still_differs(lava_results, case):
     assert "u: first difference" in res["detail"], res["detail"]
 
 
-def test_helpers_agree_with_torch_ref():
+@pytest.mark.parametrize("which", ["mixed", "delay_pool", "bitplane"])
+def test_helpers_agree_with_torch_ref(which):
     """The numpy reference the Lava-side script uses (no torch there) is torch_ref's forward."""
     import numpy as np
 
     from targets import torch_ref
     from tests.lava_scripts.lava_numpy_ref import run_ref
-    from tests.lava_scripts.lava_test_graphs import mixed_graph, random_inputs
+    from tests.lava_scripts.lava_test_graphs import (
+        bitplane_graph,
+        delay_pool_graph,
+        mixed_graph,
+        random_inputs,
+    )
 
-    g = mixed_graph(seed=5, timesteps=5)
+    g = {"mixed": lambda: mixed_graph(seed=5, timesteps=5),
+         "delay_pool": lambda: delay_pool_graph(1, 5),
+         "bitplane": lambda: bitplane_graph(1, 4)}[which]()
     x = random_inputs(g, 3, seed=4, rate=0.3)
     spikes, readouts, states = run_ref(g, x)
     ref = torch_ref.run(g, x, record_state=True)

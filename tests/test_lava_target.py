@@ -2,8 +2,9 @@
 
 Random small QGraphs built directly from the dataclasses: a graded-input Dense layer, a Conv
 with stride and padding, two synapses into one population, readouts with weight exponents
-and bias, several latencies, a binary-input MLP. Every spike record, readout record (and u, v
-when recorded) must be exactly equal after the per-node latency shift.
+and bias, several latencies, synapse delays and max pooling, a binary-input MLP. Every spike
+record, readout record (and u, v when recorded) must be exactly equal after the per-node
+latency shift.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import pytest
 
 from targets import lava, torch_ref
 from targets.runner import load_record
-from tests.lava_scripts.lava_test_graphs import mixed_graph, mlp_graph, random_inputs
+from tests.lava_scripts.lava_test_graphs import (
+    delay_pool_graph,
+    mixed_graph,
+    mlp_graph,
+    random_inputs,
+)
 
 LAVA_SIM = lava.REPO_ROOT / "targets" / "lava_sim.py"
 
@@ -39,7 +45,7 @@ def assert_same(graph, got, want, states: bool = False):
 
 def test_graded_conv_two_synapses_matches_torch_ref():
     """Graded input -> Dense and Conv(stride 2, padding 1); both paths into one population;
-    a second conv; two readouts with weight exponents at latencies 3; T=4, chunks of 2."""
+    a second conv; two readouts with weight exponents at latency 3; T=4, chunks of 2."""
     g = mixed_graph(seed=2, timesteps=4, nir_safe=True)
     x = random_inputs(g, 3, seed=1, rate=0.3)
     got = lava.run(g, x, record_state=True, chunk=2, progress=True)
@@ -49,7 +55,16 @@ def test_graded_conv_two_synapses_matches_torch_ref():
     assert c["lava_runs"] == 2 and c["samples"] == 3
     assert c["lava_steps"] == (2 * 4 + g.depth) + (1 * 4 + g.depth)
     assert c["spikes"] == sum(int(s.sum()) for s in got.spikes.values())
-    assert c["lava_wall_s"] > 0
+    assert c["lava_wall_s"] > 0 and c["lava_steps_per_s"] > 0
+
+
+def test_delays_and_max_pool_match_torch_ref():
+    """Latency balancing (DelayDense skip paths with delays 1 and 2, a delayed Conv) and max
+    pooling of conv currents (2x2, and 2x1 dropping a trailing row), through integer NIR."""
+    g = delay_pool_graph(seed=1, timesteps=5)
+    x = random_inputs(g, 3, seed=2, rate=0.3)
+    got = lava.run(g, x)
+    assert_same(g, got, torch_ref.run(g, x))
 
 
 def test_lava_sim_script_mlp_matches_torch_ref(tmp_path):

@@ -11,8 +11,9 @@ targets.fixedpoint (``lif_step``, ``dense_output``, ``lava_dense_weights``).
 
 Part 2 runs small QGraphs through targets.lava_target (conv kernel flip/transposition with
 stride, padding, groups and non-square kernels; layouts; graded input; pipelined samples with
-LIFReset offsets; chunking; state recording) and compares every record with the numpy
-reference (targets.ops.conv2d cross-correlation + fixedpoint).
+LIFReset offsets; chunking; state recording; bit-plane inputs with source slices and convs
+run as dense maps) and compares every record with the numpy reference
+(targets.ops.conv2d cross-correlation + fixedpoint).
 
 Writes {case: {"ok": bool, "detail": str}} as JSON.
 """
@@ -32,7 +33,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent.parent))
 
 from lava_numpy_ref import run_ref  # noqa: E402
-from lava_test_graphs import mixed_graph, pop, random_inputs  # noqa: E402
+from lava_test_graphs import bitplane_graph, mixed_graph, pop, random_inputs  # noqa: E402
 
 from targets import fixedpoint as fx  # noqa: E402
 from targets.graph import INPUT, Conv, Dense, InputSpec, QGraph, Readout  # noqa: E402
@@ -414,6 +415,9 @@ def run_targets() -> None:
     g = mixed_graph(seed=5, timesteps=5)
     compare_target("graded_input_two_synapses_pipelined_chunks", g,
                    random_inputs(g, 5, seed=4, rate=0.3), chunk=3)
+    g = bitplane_graph(seed=1, timesteps=4)
+    compare_target("bitplane_input_slices_dense_mapped_convs", g,
+                   random_inputs(g, 3, seed=2, rate=0.5), chunk=3)
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""A plain-numpy, zero-latency integer forward of a QGraph, built only from targets.fixedpoint
+"""A plain-numpy, zero-latency integer forward (synapse delays only shift deployed timelines,
+so they do not appear here) of a QGraph, built only from targets.fixedpoint
 and targets.ops: the reference the Lava contract scripts compare against (the Lava env has
 no torch, so targets.torch_ref is not available there)."""
 
@@ -18,7 +19,10 @@ def synapse_output(s, x: np.ndarray) -> np.ndarray:
         return fx.dense_output(x @ np.asarray(s.weight, dtype=np.int64).T, s.weight_exp)
     xb = x.reshape(x.shape[0], *s.in_shape)
     out = conv2d(xb, np.asarray(s.weight, dtype=np.int64), s.stride, s.padding, s.groups)
-    return fx.conv_output(out.reshape(x.shape[0], -1).astype(np.int64))
+    out = fx.conv_output(np.rint(out).astype(np.int64), s.weight_exp)
+    if s.max_pool is not None:
+        out = fx.max_pool2d(out, s.max_pool)
+    return out.reshape(x.shape[0], -1)
 
 
 def run_ref(graph, inputs):
@@ -37,7 +41,10 @@ def run_ref(graph, inputs):
             size = int(np.prod(graph.node_shape(node)))
             a = np.zeros((n, size), np.int64)
             for s in graph.incoming(node):
-                a = a + synapse_output(s, act[s.source])
+                src = act[s.source]
+                if s.source_slice is not None:
+                    src = src[:, s.source_slice[0] : s.source_slice[1]]
+                a = a + synapse_output(s, src)
             if node in graph.readouts:
                 readouts[node][:, t] = a
                 continue

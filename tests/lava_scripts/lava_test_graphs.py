@@ -104,3 +104,79 @@ def mlp_graph(sizes=(20, 16, 12, 5), timesteps: int = 6, seed: int = 0) -> QGrap
     g = QGraph(InputSpec((sizes[0],)), pops, readouts, syn, timesteps)
     g.validate()
     return g
+
+
+def delay_pool_graph(seed: int = 0, timesteps: int = 4) -> QGraph:
+    """Latency balancing and max pooling of currents: Conv -> max pool (2x2, and 2x1 with a
+    dropped trailing row/column), a delayed Conv, DelayDense skip paths (delays 1 and 2) that
+    meet undelayed paths at a population and at a readout."""
+    rng = np.random.default_rng(seed)
+    cin, h, w = 2, 8, 7
+    inp = InputSpec((cin, h, w))
+    syn: list = []
+
+    def conv(name, src, tgt, in_shape, c_out, k, stride, pad, pool=None, delay=0):
+        ho, wo = conv2d_out_hw(in_shape[1:], k, stride, pad)
+        out = (c_out, ho, wo) if pool is None else (c_out, ho // pool[0], wo // pool[1])
+        weight = rng.integers(-25, 40, size=(c_out, in_shape[0], *k))
+        syn.append(Conv(name, src, tgt, weight, stride, pad, 1, in_shape, out, delay=delay,
+                        max_pool=pool))
+        return out
+
+    p1 = conv("in_P1", INPUT, "P1", (cin, h, w), 4, (3, 3), (1, 1), (1, 1), pool=(2, 2))
+    p2 = conv("in_P2", INPUT, "P2", (cin, h, w), 3, (2, 2), (1, 1), (0, 0))
+    q = conv("P2_Q", "P2", "Q", p2, 4, (3, 3), (2, 2), (1, 1), pool=(2, 1))
+    q2 = conv("in_Q", INPUT, "Q", (cin, h, w), 4, (4, 4), (2, 2), (1, 1), pool=(2, 1), delay=1)
+    assert q == q2, (q, q2)
+    pops = {"P1": pop(rng, "P1", p1, vth=(60, 140)), "P2": pop(rng, "P2", p2, vth=(40, 90)),
+            "Q": pop(rng, "Q", q, vth=(100, 250)), "H": pop(rng, "H", (10,), vth=(250, 450))}
+    n_in, n_p1, n_q = cin * h * w, int(np.prod(p1)), int(np.prod(q))
+    syn += [
+        Dense("in_H", INPUT, "H", even_weights(rng, (10, n_in), -10, 14), delay=2),
+        Dense("P1_H", "P1", "H", even_weights(rng, (10, n_p1), -20, 30), delay=1),
+        Dense("H_R", "H", "R", even_weights(rng, (4, 10), -60, 60), weight_exp=1),
+        Dense("Q_R", "Q", "R", even_weights(rng, (4, n_q), -30, 30), delay=1),
+    ]
+    g = QGraph(inp, pops, {"R": Readout("R", (4,))}, syn, timesteps)
+    g.validate()
+    return g
+
+
+def bitplane_graph(seed: int = 0, timesteps: int = 4, bitplanes: int = 3) -> QGraph:
+    """Graded input deployed as binary bit planes: per plane b, a Dense and a Conv (run as a
+    dense map by Lava) read input[b*size:(b+1)*size] with weight exponent +b; a max-pooled
+    plane conv, and a population fed through a slice of another population."""
+    rng = np.random.default_rng(seed)
+    cin, h, w = 2, 6, 5
+    size = cin * h * w
+    inp = InputSpec((cin, h, w), kind="graded", max_value=2**bitplanes - 1,
+                    bitplanes=bitplanes)
+    wa = even_weights(rng, (8, size), -12, 16)
+    wc = rng.integers(-20, 30, size=(3, cin, 3, 3))
+    wp = rng.integers(-20, 30, size=(2, cin, 2, 2))
+    ho, wo = conv2d_out_hw((h, w), (3, 3), (1, 1), (1, 1))
+    c_shape = (3, ho, wo)
+    pho, pwo = conv2d_out_hw((h, w), (2, 2), (1, 1), (0, 0))
+    p_shape = (2, pho // 2, pwo // 2)
+    syn: list = []
+    for b in range(bitplanes):
+        sl = (b * size, (b + 1) * size)
+        syn.append(Dense(f"in{b}_A", INPUT, "A", wa, weight_exp=b, source_slice=sl))
+        syn.append(Conv(f"in{b}_C", INPUT, "C", wc, (1, 1), (1, 1), 1, (cin, h, w), c_shape,
+                        weight_exp=b, source_slice=sl))
+        syn.append(Conv(f"in{b}_P", INPUT, "P", wp, (1, 1), (0, 0), 1, (cin, h, w), p_shape,
+                        weight_exp=b, source_slice=sl, max_pool=(2, 2)))
+    n_c = int(np.prod(c_shape))
+    pops = {"A": pop(rng, "A", (8,), vth=(500, 900)), "C": pop(rng, "C", c_shape, vth=(80, 200)),
+            "P": pop(rng, "P", p_shape, vth=(250, 450)), "B": pop(rng, "B", (5,), vth=(60, 120))}
+    syn += [
+        Dense("C_B", "C", "B", even_weights(rng, (5, n_c // 2), -20, 30),
+              source_slice=(n_c // 2, n_c)),
+        Dense("A_B", "A", "B", even_weights(rng, (5, 8), -20, 30)),
+        Dense("B_R", "B", "R", even_weights(rng, (3, 5), -40, 40)),
+        Dense("P_R", "P", "R", even_weights(rng, (3, int(np.prod(p_shape))), -20, 20),
+              delay=1),
+    ]
+    g = QGraph(inp, pops, {"R": Readout("R", (3,))}, syn, timesteps)
+    g.validate()
+    return g
