@@ -90,8 +90,10 @@ def lif_step(u, v, a_in, du: int, dv: int, vth: int, bias):
     (see :func:`effective_bias`). ``spikes`` is a boolean array; ``v`` is already reset.
     """
     xp = _xp(u)
-    u = wrap_u(decay_u(u, du) + (a_in << ACT_SHIFT))
-    v = saturate_v(decay_v(v, dv) + u + bias)
+    # Lava shifts and adds in int32: beyond |a_in| >= 2**25 that wraps at 32 bits before the
+    # 24-bit correction (our quantizer keeps |a_in| < 2**17; this keeps us exact regardless).
+    u = wrap_u(wrap_signed(decay_u(u, du) + wrap_signed(a_in << ACT_SHIFT, 32), 32))
+    v = saturate_v(wrap_signed(decay_v(v, dv) + u + bias, 32))
     spikes = v > (vth << VTH_SHIFT)
     v = xp.where(spikes, xp.zeros_like(v), v)
     return u, v, spikes

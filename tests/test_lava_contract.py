@@ -48,15 +48,8 @@ CASES = [
     "conv_layouts_groups_stride_padding",
     "graded_input_two_synapses_pipelined_chunks",
     "bitplane_input_slices_dense_mapped_convs",
+    "a_in_beyond_int32_shift",
 ]
-
-# Known, documented difference (outside the contract's operating range, which the quantizer
-# enforces: |a_in| < 2**17). Lava computes ``a_in << 6`` and ``u + (a_in << 6)`` in int32, so
-# for |a_in| >= 2**25 it wraps at 32 bits; fixedpoint.lif_step computes in int64.
-KNOWN_DIFFERENCES = {
-    "a_in_beyond_int32_shift": "Lava shifts a_in in int32: |a_in| >= 2**25 wraps at 32 bits",
-}
-
 
 @pytest.fixture(scope="module")
 def lava_results(tmp_path_factory) -> dict:
@@ -74,8 +67,7 @@ def test_script_ran_every_case(lava_results):
     crashes = {k: v["detail"] for k, v in lava_results.items() if k.startswith("_crash")}
     assert not crashes, crashes
     got = {k for k in lava_results if not k.startswith("_")}
-    assert got == set(CASES) | set(KNOWN_DIFFERENCES), sorted(got ^ (set(CASES) | set(
-        KNOWN_DIFFERENCES)))
+    assert got == set(CASES), sorted(got ^ set(CASES))
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -83,16 +75,6 @@ def test_fixedpoint_matches_lava(lava_results, case):
     res = lava_results.get(case)
     assert res is not None, f"case {case} did not run"
     assert res["ok"], f"{case}: {res['detail']}"
-
-
-@pytest.mark.parametrize("case", sorted(KNOWN_DIFFERENCES))
-def test_known_difference_still_differs(lava_results, case):
-    """Pins the known difference: if fixedpoint starts modelling it, update the docs and move
-    the case to CASES."""
-    res = lava_results.get(case)
-    assert res is not None, f"case {case} did not run"
-    assert not res["ok"], f"{case} now agrees with Lava: {res['detail']}"
-    assert "u: first difference" in res["detail"], res["detail"]
 
 
 @pytest.mark.parametrize("which", ["mixed", "delay_pool", "bitplane"])

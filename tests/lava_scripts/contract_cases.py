@@ -232,13 +232,13 @@ def branches() -> list[Branch]:
                           reset=(interval, offset),
                           witness=lambda r: (r["v"] != 0).sum() > 5))
 
-    # Beyond the contract's range: |a_in| >= 2**25. Lava shifts a_in in int32 arithmetic,
-    # fixedpoint in int64: known difference (the quantizer keeps |a_in| < 2**17).
+    # Beyond the quantizer's range: |a_in| >= 2**25. Lava shifts and adds a_in in int32
+    # arithmetic, which wraps at 32 bits before its 24-bit correction; fixedpoint models it.
     huge = np.array([2**25, 2**25 + 7, 2**26 + 3, 3 * 2**25])
     vals = np.concatenate([huge, -huge])[:, None] * np.ones((1, STEPS), np.int64)
     data, syn, n = split_sign(vals)
     out.append(Branch("a_in_beyond_int32_shift", cols(n), data, syn,
-                      dict(du=4095, dv=4095, vth=131071, bias_mant=0, bias_exp=0), xfail=True))
+                      dict(du=4095, dv=4095, vth=131071, bias_mant=0, bias_exp=0)))
     return out
 
 
