@@ -1,0 +1,58 @@
+"""Input encodings: uint8 images ``[N, H, W]`` -> integer spike/value trains ``[N, T, H, W]``.
+
+numpy only (no torch). The float value a network sees is ``encoded * input_scale(kind)``.
+
+- ``direct``: the pixel integers 0..255 repeated for every timestep (int16); scale 1/255.
+- ``rate``: Bernoulli spikes (int8 0/1) with ``p = pixel / 255``; scale 1.0. Sample ``i`` of a
+  call is drawn from ``np.random.default_rng([seed, first_index + i])``, so any subset of a
+  dataset re-encodes identically however it is batched (pass the subset's dataset index as
+  ``first_index``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+ENCODINGS = ("direct", "rate")
+INPUT_SCALE = {"direct": 1 / 255, "rate": 1.0}
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in INPUT_SCALE:
+        raise ValueError(f"unknown encoding {kind!r}; valid encodings: {', '.join(ENCODINGS)}")
+
+
+def input_scale(kind: str) -> float:
+    """Factor that turns an encoded integer into the float the network sees."""
+    _check_kind(kind)
+    return INPUT_SCALE[kind]
+
+
+def encode(
+    images: np.ndarray,
+    kind: str,
+    timesteps: int,
+    seed: int = 0,
+    first_index: int = 0,
+) -> np.ndarray:
+    """Encode uint8 images ``[N, H, W]`` (or any ``[N, ...]``) as integers ``[N, T, ...]``."""
+    _check_kind(kind)
+    if int(timesteps) != timesteps or timesteps < 1:
+        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+    timesteps = int(timesteps)
+    images = np.asarray(images)
+    if images.dtype != np.uint8:
+        raise ValueError(f"encode expects uint8 images, got dtype {images.dtype}")
+    if images.ndim < 2:
+        raise ValueError(f"encode expects images [N, H, W], got shape {images.shape}")
+    n = images.shape[0]
+    if kind == "direct":
+        out = np.broadcast_to(images[:, None].astype(np.int16), (n, timesteps, *images.shape[1:]))
+        return np.ascontiguousarray(out)
+    # rate: integer comparison u < pixel with u uniform in [0, 255) gives p = pixel / 255 exactly.
+    out = np.empty((n, timesteps, *images.shape[1:]), dtype=np.int8)
+    for i in range(n):
+        rng = np.random.default_rng([int(seed), int(first_index) + i])
+        u = rng.integers(0, 255, size=(timesteps, *images.shape[1:]), dtype=np.uint8)
+        out[i] = u < images[i]
+    return out
