@@ -5,8 +5,9 @@ trained (see docs/event_sim.md):
 
 - one global timeline: samples run back to back, input step t of sample s is emitted at global
   step ``s*T + t``;
-- every synapse delivers one step later: what its source emits at step k is accumulated into a
-  one-step buffer and reaches the target's ``u`` at step k+1;
+- every synapse delivers ``1 + delay`` steps later: what its source emits at step k is
+  accumulated, turned into output currents (exponent shift, Conv wrap and max pooling) and kept
+  in a ring buffer of depth ``1 + delay``; it reaches the target's ``u`` at step k+1+delay;
 - every population resets ``u`` and ``v`` to 0 at the global steps where
   ``(step - latency) % T == 0``, i.e. exactly when the first input of its next sample arrives;
 - every neuron is updated with :func:`targets.fixedpoint.lif_step` at every step (the bias
@@ -134,21 +135,30 @@ def conv_table(
 
 
 def fanout_table(s: Dense | Conv) -> FanOut:
+    """Fan-out table of a synapse over the source entries it reads (its ``source_slice``).
+
+    A Conv's table maps to the convolution's own output (``conv_shape``); its max pooling,
+    if any, acts on the accumulated currents afterwards.
+    """
     if isinstance(s, Conv):
-        return conv_table(s.weight, s.in_shape, s.out_shape, s.stride, s.padding, s.groups)
+        return conv_table(s.weight, s.in_shape, s.conv_shape, s.stride, s.padding, s.groups)
     return dense_table(s.weight)
 
 
 class _Synapse:
-    """A synapse being simulated: its table, its one-step delivery buffer, its event count."""
+    """A synapse being simulated: its table, its delivery ring buffer, its event count."""
 
     def __init__(self, s: Dense | Conv, graph: QGraph, lanes: int):
         self.s = s
         self.name = s.name
         self.table = fanout_table(s)
         self.lanes = lanes
-        graded = s.source == INPUT and graph.input.kind == "graded"
-        self.graded = graded  # the source carries integers, not spikes: every event is a MAC
+        self.source_slice = s.source_slice
+        self.conv = isinstance(s, Conv)
+        self.pool_shape = (lanes, *s.conv_shape) if self.conv and s.max_pool else None
+        # the source carries integers, not spikes: every event is a MAC (bit planes are binary)
+        graded = s.source == INPUT and not graph.input.binary
+        self.graded = graded
         vmax = graph.input.max_value if graded else 1
         in_degree = np.bincount(self.table.indices, minlength=self.table.n_out)
         wmax = int(np.abs(self.table.weights).max(initial=0))
@@ -158,20 +168,31 @@ class _Synapse:
         self.weights_f = t.weights.astype(np.float64) if self.exact_float else None
         dense = len(t.weights) >= DENSE_ROWS_MIN_DENSITY * t.n_in * t.n_out
         self.rows = t.to_dense().T.copy() if dense and len(t.weights) else None
-        self.buffer: np.ndarray | None = None  # delivered to the target at the next step
+        # ring[k % depth]: output currents emitted at step k - depth, delivered at step k (None:
+        # nothing). Read at step k, then overwritten with what the source emits at step k.
+        self.depth = 1 + int(s.delay)
+        self.ring: list[np.ndarray | None] = [None] * self.depth
         self.events = 0  # events of source steps that belong to a sample
         self.extra_events = 0  # pipeline fill/drain and padding (not part of any sample)
 
-    def propagate(self, values: np.ndarray, n_valid: int) -> None:
-        """Accumulate what the source emits this step ([lanes, n_in]; bool or int64).
+    def arriving(self, step: int) -> np.ndarray | None:
+        """Output currents [lanes, n_out] that reach the target at ``step`` (None: nothing)."""
+        return self.ring[step % self.depth]
+
+    def propagate(self, values: np.ndarray, n_valid: int, step: int) -> None:
+        """Accumulate what the source emits at ``step`` ([lanes, full source]; bool or int64);
+        it reaches the target at ``step + 1 + delay``.
 
         ``n_valid``: how many leading lanes are inside one of their samples at this step (the
         rest are pipeline fill/drain or padding; their events are counted apart).
         """
+        slot = step % self.depth
+        self.ring[slot] = None
+        if self.source_slice is not None:
+            values = values[:, self.source_slice[0] : self.source_slice[1]]
         t = self.table
         lane, src = np.nonzero(values)
         if src.size == 0:
-            self.buffer = None
             return
         starts = t.indptr[src]
         counts = t.indptr[src + 1] - starts
@@ -180,16 +201,19 @@ class _Synapse:
         self.events += in_sample
         self.extra_events += total - in_sample
         if total == 0:
-            self.buffer = None
             return
         if self.rows is not None:
             acc = self._sum_rows(lane, src, values)
         else:
             acc = self._scatter(lane, src, values, starts, counts, total)
-        if isinstance(self.s, Conv):
-            self.buffer = fx.conv_output(acc)
-        else:
-            self.buffer = fx.dense_output(acc, self.s.weight_exp)
+        if not self.conv:
+            self.ring[slot] = fx.dense_output(acc, self.s.weight_exp)
+            return
+        out = fx.conv_output(acc, self.s.weight_exp)
+        if self.pool_shape is not None:  # dense over the conv output: a comparison per position
+            out = fx.max_pool2d(out.reshape(self.pool_shape), self.s.max_pool).reshape(
+                self.lanes, -1)
+        self.ring[slot] = out
 
     def _sum_rows(self, lane, src, values) -> np.ndarray:
         """Dense tables: acc[lane] = sum of the weight rows of the lane's active sources."""
@@ -288,8 +312,8 @@ def simulate(
     if pad:
         x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), dtype=x.dtype)])
     # lane b runs samples b*per_lane ... b*per_lane + per_lane - 1 back to back
-    x = x.reshape(lanes, per_lane * t_steps, graph.input.size)
-    binary_input = graph.input.kind != "graded"
+    x = x.reshape(lanes, per_lane * t_steps, graph.input.flat_size)
+    binary_input = graph.input.binary
     if binary_input:
         x = x.astype(bool)
     n_input_steps = per_lane * t_steps
@@ -309,7 +333,7 @@ def simulate(
     raw_u = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
     raw_v = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
     max_u = max_v = 0
-    no_input = np.zeros((lanes, graph.input.size), dtype=bool if binary_input else np.int64)
+    no_input = np.zeros((lanes, graph.input.flat_size), dtype=bool if binary_input else np.int64)
 
     bar = None
     if progress:
@@ -325,8 +349,9 @@ def simulate(
                 v[name].fill(0)
             a_in: np.ndarray | int = 0
             for y in incoming[name]:
-                if y.buffer is not None:
-                    a_in = y.buffer if isinstance(a_in, int) else a_in + y.buffer
+                cur = y.arriving(k)
+                if cur is not None:
+                    a_in = cur if isinstance(a_in, int) else a_in + cur
             un, vn, s = fx.lif_step(u[name], v[name], a_in, p.du, p.dv, p.vth, bias[name])
             u[name], v[name] = un, vn
             raw_s[name][k] = s
@@ -339,16 +364,17 @@ def simulate(
                 max_v = max(max_v, int(np.abs(vn[:nv]).max(initial=0)))
         for r in graph.readouts.values():
             for y in incoming[r.name]:
-                if y.buffer is not None:
-                    raw_r[r.name][k] += y.buffer
-        # 2. every synapse reads its source at this step; the target sees it at step k + 1
+                cur = y.arriving(k)
+                if cur is not None:
+                    raw_r[r.name][k] += cur
+        # 2. every synapse reads its source at this step; the target sees it at k + 1 + delay
         for y in syns:
             src = y.s.source
             if src == INPUT:
                 vals = x[:, k] if k < n_input_steps else no_input
             else:
                 vals = raw_s[src][k]
-            y.propagate(vals, _n_valid(k, lat[src], t_steps, per_lane, n, lanes))
+            y.propagate(vals, _n_valid(k, lat[src], t_steps, per_lane, n, lanes), k)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -398,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m targets.event_sim",
         description="Run a NIR model on neurodeploy's event-driven simulator of the deployed "
-        "Loihi chip (one-step synaptic delays, per-sample resets, fixed-point LIF; work "
+        "Loihi chip (1 + delay steps per synapse, per-sample resets, fixed-point LIF; work "
         "proportional to synaptic events). Prints accuracy, spike counts and synaptic "
         "events (ACs on spikes, MACs on graded inputs).",
     )

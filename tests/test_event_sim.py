@@ -291,3 +291,210 @@ def test_cli_runs_an_integer_nir_file(tmp_path, capsys):
     assert "events/s" in out and "accuracy: 100.00%" in out
     with np.load(rec) as z:
         np.testing.assert_array_equal(z["spikes/p"][:, :, 0], [[0, 1, 0], [0, 1, 0]])
+
+
+# --- delays, max pooling of currents, source slices and bit-plane inputs ----------------------
+
+
+def _assert_equals_torch_ref(g: QGraph, x: np.ndarray, lanes: int = 1):
+    """Records, u/v traces and every synaptic counter equal the zero-latency reference."""
+    torch_ref = pytest.importorskip("targets.torch_ref")
+    ref = torch_ref.run(g, x, record_state=True)
+    res = event_sim.run(g, x, record_state=True, lanes=lanes)
+    assert res.states.keys() == ref.states.keys() == g.populations.keys()
+    _assert_same(ref, res)
+    keys = [k for k in ref.counters if k in ("synaptic_events", "ac", "mac")
+            or k.startswith("events/")]
+    assert {k for k in keys if k.startswith("events/")} == {f"events/{s.name}"
+                                                            for s in g.synapses}
+    for key in keys:
+        assert res.counters[key] == ref.counters[key], key
+    return res
+
+
+def _delay_graph(bias: int = 0, vth: int = 4) -> QGraph:
+    """input(1 spike) -Dense[[5]], delay 2-> pop "p" -Dense[[7]], delay 1-> readout "r".
+
+    du=4095 clears u each step (u = 64 * this step's input), dv=0: v = u + bias, reset on a
+    spike; threshold vth << 6. Latency of p: 1 + 2 = 3; of r: 3 + 1 + 1 = 5.
+    """
+    g = QGraph(
+        InputSpec((1,)),
+        {"p": LIFPopulation("p", (1,), du=4095, dv=0, vth=vth, bias_mant=np.array([bias]))},
+        {"r": Readout("r", (1,))},
+        [Dense("w1", "input", "p", np.array([[5]]), delay=2),
+         Dense("w2", "p", "r", np.array([[7]]), delay=1)],
+        timesteps=4,
+    )
+    g.validate()
+    return g
+
+
+def test_delay_on_the_raw_timeline_by_hand():
+    g = _delay_graph()
+    assert g.latency() == {"input": 0, "p": 3, "r": 5}
+    x = np.zeros((2, 4, 1), dtype=np.int64)
+    x[0, 1] = 1  # emitted at global step 1
+    x[1, [0, 1, 3]] = 1  # emitted at global steps 4, 5, 7 (two in a row: the ring holds both)
+    tl = event_sim.simulate(g, check_inputs(g, x), record_state=True)
+    assert tl.counters["steps"] == 2 * 4 + 5
+    # a spike emitted at step k changes p's u at step k + 1 + delay = k + 3
+    u = tl.u["p"][:, 0, 0]
+    want_u = np.zeros(13, dtype=np.int64)
+    want_u[[4, 7, 8, 10]] = 5 << fx.ACT_SHIFT
+    np.testing.assert_array_equal(u, want_u)
+    # 320 > 4 << 6 = 256: p spikes whenever it receives; r sees it 1 + 1 steps later
+    np.testing.assert_array_equal(np.flatnonzero(tl.spikes["p"][:, 0, 0]), [4, 7, 8, 10])
+    np.testing.assert_array_equal(np.flatnonzero(tl.readouts["r"][:, 0, 0]), [6, 9, 10, 12])
+    assert (tl.readouts["r"][[6, 9, 10, 12], 0, 0] == 7).all()
+    # cut back by latency, the records are the trained model's time axis
+    res = event_sim.run(g, x, record_state=True)
+    np.testing.assert_array_equal(res.spikes["p"][:, :, 0], x[:, :, 0].astype(bool))
+    np.testing.assert_array_equal(res.readouts["r"][:, :, 0], 7 * x[:, :, 0])
+    assert res.counters["events/w1"] == 4 and res.counters["events/w2"] == 4
+    _assert_equals_torch_ref(g, x)
+
+
+def test_bias_does_not_leak_across_samples_with_delays():
+    """With delays the populations reset later (at their own latency), and still exactly when
+    their next sample's first input arrives: a bias-only neuron restarts every sample."""
+    g = _delay_graph(bias=5, vth=10_000)
+    n = 3
+    x = np.zeros((n, 4, 1), dtype=np.int64)
+    tl = event_sim.simulate(g, check_inputs(g, x), record_state=True)
+    v = tl.v["p"][:, 0, 0]
+    # fill (steps 0..2) integrates the bias, then the reset at steps 3, 7, 11, and 15 (drain)
+    np.testing.assert_array_equal(v[:3], [5, 10, 15])
+    np.testing.assert_array_equal(v[3:15], np.tile([5, 10, 15, 20], n))
+    res = event_sim.run(g, x, record_state=True)
+    np.testing.assert_array_equal(res.states["p"][1][:, :, 0], np.tile([5, 10, 15, 20], (n, 1)))
+    _assert_equals_torch_ref(g, x)
+    # with input: every sample gives what it gives alone
+    x = np.random.default_rng(5).integers(0, 2, (5, 4, 1))
+    g = _delay_graph(bias=40, vth=6)
+    together = event_sim.run(g, x, record_state=True)
+    for i in range(len(x)):
+        alone = event_sim.run(g, x[i : i + 1], record_state=True)
+        for p in g.populations:
+            np.testing.assert_array_equal(together.states[p][1][i], alone.states[p][1][0])
+            np.testing.assert_array_equal(together.spikes[p][i], alone.spikes[p][0])
+        np.testing.assert_array_equal(together.readouts["r"][i], alone.readouts["r"][0])
+    _assert_equals_torch_ref(g, x)
+
+
+def _residual_graph() -> QGraph:
+    """Quantized from float NIR: input -> conv-maxpool-lif a -> conv-lif b; the identity
+    shortcut a + b -> conv -> lif c (a->c needs delay 1); a + c -> conv -> lif d (a->d needs
+    delay 2); d -> linear readout. Biases everywhere."""
+    torch = pytest.importorskip("torch")
+    from convert.nir_builder import NIRBuilder
+    from convert.nir_import import import_nir
+    from convert.quantize import quantize
+
+    gen = torch.Generator().manual_seed(0)
+
+    def conv(b, src, c_in):
+        return b.conv(src, weight=torch.randn(4, c_in, 3, 3, generator=gen),
+                      bias=0.3 * torch.randn(4, generator=gen), padding=1)
+
+    b = NIRBuilder((1, 9, 9))
+    a = b.lif(b.maxpool(conv(b, "input", 1), 2), 0.5, 1.0, name="a")  # 9x9 -> pooled 4x4
+    bb = b.lif(conv(b, a, 4), 0.5, 1.0, name="b")
+    c = b.lif(conv(b, [a, bb], 4), 0.5, 1.0, name="c")
+    d = b.lif(conv(b, [a, c], 4), 0.7, 1.5, name="d")
+    b.output(b.linear(b.flatten(d), weight=torch.randn(3, 64, generator=gen)))
+    fg = import_nir(b.graph({"dt": 1e-3, "timesteps": 5, "encoding": "direct",
+                             "input_scale": 1 / 255, "input_max": 255}))
+    qg, _ = quantize(fg)
+    return qg
+
+
+def test_residual_with_delays_and_max_pool_equals_torch_ref():
+    g = _residual_graph()
+    delays = {(s.source, s.target): s.delay for s in g.synapses}
+    assert delays[("a", "c")] == 1 and delays[("b", "c")] == 0
+    assert delays[("a", "d")] == 2 and delays[("c", "d")] == 0
+    assert g.latency()["d"] == 4
+    pooled = [s for s in g.synapses if isinstance(s, Conv) and s.max_pool]
+    assert len(pooled) == 1 and pooled[0].conv_shape == (4, 9, 9)  # trailing row dropped
+    x = np.random.default_rng(0).integers(0, 256, (6, 5, 1, 9, 9))
+    res = _assert_equals_torch_ref(g, x)
+    for p in g.populations:  # real activity on every path
+        assert 0 < res.spikes[p].mean() < 1, p
+    assert res.counters["mac"] > 0 and res.counters["ac"] > 0
+    for lanes in (2, 4):
+        _assert_equals_torch_ref(g, x, lanes=lanes)
+
+
+@pytest.mark.parametrize("density", [0.0, 2.0], ids=["dense-rows", "csr-scatter"])
+def test_conv_max_pool_of_currents(density, monkeypatch):
+    """Readout of a pooled conv: max_pool2d(conv_output(conv2d(x))), events from the conv."""
+    monkeypatch.setattr(event_sim, "DENSE_ROWS_MIN_DENSITY", density)
+    rng = np.random.default_rng(6)
+    w, in_shape, conv_shape = _conv_case(rng, 2, (7, 7), 4, (3, 3), (1, 1), (1, 1), 1)
+    w = w * 20
+    out_shape = (4, 3, 3)  # 7x7 pooled by 2: the last row and column are dropped
+    c = Conv("c", "input", "r", w, (1, 1), (1, 1), 1, in_shape, out_shape, delay=1,
+             max_pool=(2, 2))
+    g = QGraph(InputSpec(in_shape, "graded", 255), {}, {"r": Readout("r", out_shape)}, [c],
+               timesteps=3)
+    g.validate()
+    x = rng.integers(0, 256, (4, 3, *in_shape))
+    x[rng.random(x.shape) < 0.5] = 0
+    res = event_sim.run(g, x, lanes=2)
+    conv = fx.conv_output(conv2d(x.reshape(12, *in_shape), w, (1, 1), (1, 1), 1))
+    want = fx.max_pool2d(conv, (2, 2)).reshape(4, 3, -1)
+    np.testing.assert_array_equal(res.readouts["r"], want)
+    assert (want < 0).any()  # the max of negative currents is not clipped at 0
+    ev = conv2d((x != 0).reshape(12, *in_shape).astype(np.int64), (w != 0).astype(np.int64),
+                (1, 1), (1, 1), 1).sum()
+    assert res.counters["events/c"] == res.counters["mac"] == ev
+    _assert_equals_torch_ref(g, x)
+
+
+def test_source_slices_and_conv_weight_exp():
+    """Hand-built bit planes (3 planes, Conv with weight_exp = plane) and a Dense reading
+    half of a population: the planes are binary (ACs), the readout sees the sliced source."""
+    rng = np.random.default_rng(7)
+    in_shape, size = (1, 6, 6), 36
+    w = rng.integers(-30, 31, (3, 1, 3, 3)) * 2
+    planes = [Conv(f"k_b{b}", "input", "p", w, (1, 1), (1, 1), 1, in_shape, (3, 6, 6),
+                   weight_exp=b, source_slice=(b * size, (b + 1) * size)) for b in range(3)]
+    g = QGraph(
+        InputSpec(in_shape, "graded", 7, bitplanes=3),
+        {"p": LIFPopulation("p", (3, 6, 6), 200, 300, 100, rng.integers(-30, 60, 108), 1)},
+        {"r": Readout("r", (4,))},
+        [*planes, Dense("half", "p", "r", rng.integers(-40, 41, (4, 54)) * 2, -1, 1, (54, 108))],
+        timesteps=4,
+    )
+    g.validate()
+    x = rng.integers(0, 8, (5, 4, *in_shape))
+    res = _assert_equals_torch_ref(g, x)
+    assert 0 < res.spikes["p"].mean() < 1
+    assert res.counters["mac"] == 0 and res.counters["ac"] == res.counters["synaptic_events"]
+    # plane b carries bit b of the input: its events are the fan-out of those bits
+    for b in range(3):
+        bits = ((x >> b) & 1).reshape(20, *in_shape)
+        ev = conv2d(bits, (w != 0).astype(np.int64), (1, 1), (1, 1), 1).sum()
+        assert res.counters[f"events/k_b{b}"] == ev
+    ev = (res.spikes["p"].reshape(20, -1)[:, 54:].astype(np.int64)
+          @ (g.synapses[-1].weight != 0).T.astype(np.int64)).sum()
+    assert res.counters["events/half"] == ev
+
+
+@pytest.mark.parametrize("model", ["fc_snn_digits.nir", "conv_snn_digits.nir"])
+def test_golden_models_with_bitplane_input_equal_torch_ref(model):
+    pytest.importorskip("targets.torch_ref")
+    from pathlib import Path
+
+    from targets.qgraph_io import load_graph
+    from tests.golden import golden_inputs
+
+    data = Path(__file__).parent / "data"
+    g, _ = load_graph(data / model, input_bitplanes=True)
+    assert g.input.bitplanes == 8
+    assert any(s.source_slice is not None for s in g.synapses)
+    x = golden_inputs(g)
+    res = _assert_equals_torch_ref(g, x)
+    assert res.counters["mac"] == 0 and res.counters["ac"] > 0
+    assert all(s.any() for s in res.spikes.values())
