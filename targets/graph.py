@@ -2,8 +2,9 @@
 
 A graph is populations of Loihi LIF neurons and readouts, joined by synapses. A synapse is one
 linear map (Dense or Conv) from one source (the input or a population) to one target (a
-population or a readout); several synapses into one target add up. Every synapse costs exactly
-one timestep of latency on the deployed chip (see docs/contract.md, "Time").
+population or a readout); several synapses into one target add up. Every synapse costs one
+timestep of latency on the deployed chip, plus its ``delay`` (latency balancing; see
+docs/contract.md, "Time", and docs/integer-nir.md).
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class Conv:
 
     ``weight`` is [C_out, C_in // groups, kh, kw]; source and target shapes are (C, H, W).
     The Lava target flips and transposes it into Lava's true convolution over (x, y, c).
-    Lava ignores weight exponents on Conv, so there is none here.
+    Lava ignores weight exponents on Conv: ``weight_exp`` is nonzero only on bit-plane input
+    layers, which the Lava target runs as dense maps.
     """
 
     name: str
