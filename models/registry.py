@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+
 from torch import nn
 
-from models.conv_snn import ConvSNN
-from models.fc_snn import FCSNN
 from train.data import input_shape, num_classes
 
-MODELS = {"fc_snn": FCSNN, "conv_snn": ConvSNN}
+# name -> "module:Class"; a model module imports only when that model is used.
+_SPECS = {
+    "fc_snn": "models.fc_snn:FCSNN",
+    "conv_snn": "models.conv_snn:ConvSNN",
+    "cml_net": "models.cml_net:CMLNet",
+    "ds_resnet": "models.ds_resnet:DSResNet",
+    "spiking_mlp": "models.spiking_mlp:SpikingMLP",
+}
+
+
+class _Registry(Mapping):
+    def __getitem__(self, name: str) -> type[nn.Module]:
+        module, cls = _SPECS[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_SPECS)
+
+    def __len__(self) -> int:
+        return len(_SPECS)
+
+
+MODELS: Mapping[str, type[nn.Module]] = _Registry()
 
 
 def _check(name: str) -> None:
@@ -28,6 +51,9 @@ def build_model(name: str, config: dict) -> nn.Module:
 def default_config(name: str, dataset: str) -> dict:
     """Constructor kwargs for ``name`` sized for ``dataset`` (plain types only)."""
     _check(name)
+    if name not in ("fc_snn", "conv_snn"):
+        module = importlib.import_module(_SPECS[name].split(":")[0])
+        return module.default_config(dataset)
     h, w = input_shape(dataset)
     n_out = num_classes(dataset)
     if name == "fc_snn":

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 from train.data import DATASETS
 from train.encoding import ENCODINGS
 
 # The registry's names, spelled out so that --help and argument errors do not import torch
 # (tests check that this stays equal to models.registry.MODELS).
-MODEL_NAMES = ("fc_snn", "conv_snn")
+MODEL_NAMES = ("fc_snn", "conv_snn", "cml_net", "ds_resnet", "spiking_mlp")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from train.loop import summary_table, train_model
 
+    started = time.time()
+
     try:
         ckpt = train_model(
             args.model,
@@ -149,7 +153,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m train: error: {msg}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("python -m train: interrupted; no checkpoint written", file=sys.stderr)
+        out = Path(args.output)
+        if out.is_file() and out.stat().st_mtime >= started:
+            print(
+                f"python -m train: interrupted; the last completed epoch is saved in {out} "
+                f"(continue with --resume {out})",
+                file=sys.stderr,
+            )
+        else:
+            print("python -m train: interrupted; no checkpoint written", file=sys.stderr)
         return 130
     print(summary_table(ckpt, args.output))
     return 0
