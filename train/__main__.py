@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch CPU threads (default: torch's choice)",
     )
     p.add_argument(
+        "--device",
+        default=None,
+        help="torch device to train on, e.g. cpu or cuda (default: cuda if available, else cpu)",
+    )
+    p.add_argument(
         "--resume",
         default=None,
         metavar="CKPT",
@@ -143,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             limit=args.limit,
             threads=args.threads,
+            device=args.device,
             config=config,
             resume=args.resume,
             progress=not args.quiet,

@@ -82,6 +82,7 @@ def evaluate(
 ) -> float:
     """Accuracy of ``model`` on ``images``/``labels`` (sample ``i`` encoded with index ``i``)."""
     name = _model_name(model)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct = 0
@@ -92,8 +93,8 @@ def evaluate(
         ):
             stop = min(start + batch_size, n)
             enc = encode(images[start:stop], encoding, timesteps, seed, first_index=start)
-            logits = model(model_input(name, enc, encoding))
-            correct += int((logits.argmax(1).numpy() == labels[start:stop]).sum())
+            logits = model(model_input(name, enc, encoding).to(device))
+            correct += int((logits.argmax(1).cpu().numpy() == labels[start:stop]).sum())
     finally:
         model.train(was_training)
     return correct / n if n else float("nan")
@@ -150,14 +151,18 @@ def train_model(
     resume: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    device: str | None = None,
 ) -> dict:
     """Train a model, evaluate it on val every epoch and on test at the end, save a checkpoint.
 
     Returns the checkpoint dict (see ``train.checkpoint``); it is written atomically to
     ``out_path`` if given. With ``resume``, model, dataset, encoding, timesteps, seed, config,
     batch size and learning rate come from that checkpoint and training continues up to
-    ``epochs`` epochs in total. Raises ``ValueError`` subclasses (``DatasetError``,
-    ``CheckpointError``) for bad input, before any training.
+    ``epochs`` epochs in total (the cosine schedule is recomputed for the new total, so it only
+    continues exactly when ``epochs`` is unchanged). After every epoch but the last, the
+    checkpoint so far (test accuracy NaN, ``metrics["complete"]`` False) is written to
+    ``out_path`` so that an interrupted run can be resumed. Raises ``ValueError`` subclasses
+    (``DatasetError``, ``CheckpointError``) for bad input, before any training.
     """
     log = log or (lambda s: print(s, file=sys.stderr))
     t_start = time.perf_counter()
@@ -211,7 +216,8 @@ def train_model(
         cfg.update(config)
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
-    model = build_model(model_name, cfg)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model = build_model(model_name, cfg).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     history: list[dict] = []
     start_epoch = 0
@@ -225,6 +231,45 @@ def train_model(
         log(f"resuming {model_name} on {dataset} from {resume} after epoch {start_epoch}")
 
     n_train = len(train_y)
+
+    def make_ckpt(test_acc: float, val_acc: float, train_loss: float, done: int) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": model_name,
+            "config": cfg,
+            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            "dataset": dataset,
+            "encoding": {
+                "kind": encoding,
+                "timesteps": int(timesteps),
+                "seed": int(seed),
+                "input_scale": float(input_scale(encoding)),
+            },
+            "timesteps": int(timesteps),
+            "metrics": {
+                "test_accuracy": float(test_acc),
+                "val_accuracy": float(val_acc),
+                "train_loss": float(train_loss),
+                "epochs": int(done),
+                "wall_time_s": float(prior_wall + time.perf_counter() - t_start),
+                "history": list(history),
+                "train_samples": int(n_train),
+                "complete": done >= epochs,
+            },
+            "seed": int(seed),
+            "producer": PRODUCER,
+            "resume": {
+                "optimizer": optimizer.state_dict(),
+                "epoch": int(done),
+                "total_epochs": int(epochs),
+                "batch_size": int(batch_size),
+                "lr": float(lr),
+                "schedule": schedule,
+                "limit": None if limit is None else int(limit),
+            },
+        }
+
     steps_per_epoch = math.ceil(n_train / batch_size)
     total_steps = max(epochs * steps_per_epoch, 1)
     train_loss = history[-1]["train_loss"] if history else float("nan")
@@ -247,8 +292,8 @@ def train_model(
                 group["lr"] = lr_at(lr, schedule, step, total_steps)
             idx = order[start : start + batch_size]
             enc = encode_indices(train_x, idx, encoding, timesteps, enc_seed)
-            x = model_input(model_name, enc, encoding)
-            y = torch.from_numpy(np.asarray(train_y[idx]))
+            x = model_input(model_name, enc, encoding).to(dev)
+            y = torch.from_numpy(np.asarray(train_y[idx])).to(dev)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -276,48 +321,17 @@ def train_model(
             f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, "
             f"train acc {total_correct / max(seen, 1):.4f}, val acc {val_acc:.4f}"
         )
+        if out_path is not None and epoch + 1 < epochs:
+            # resumable after an interruption; test accuracy is measured at the end only
+            save_checkpoint(out_path, make_ckpt(float("nan"), val_acc, train_loss, epoch + 1))
 
     if math.isnan(val_acc):  # no epoch ran (epochs already reached, or epochs == 0)
         val_acc = evaluate(model, val_x, val_y, encoding, timesteps, seed)
     test_acc = evaluate(
         model, test_x, test_y, encoding, timesteps, seed, progress=progress, desc="test"
     )
-    wall = prior_wall + time.perf_counter() - t_start
     model.eval()
-    ckpt = {
-        "format": FORMAT,
-        "version": VERSION,
-        "model": model_name,
-        "config": cfg,
-        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "dataset": dataset,
-        "encoding": {
-            "kind": encoding,
-            "timesteps": int(timesteps),
-            "seed": int(seed),
-            "input_scale": float(input_scale(encoding)),
-        },
-        "timesteps": int(timesteps),
-        "metrics": {
-            "test_accuracy": float(test_acc),
-            "val_accuracy": float(val_acc),
-            "train_loss": float(train_loss),
-            "epochs": int(max(epochs, start_epoch)),
-            "wall_time_s": float(wall),
-            "history": history,
-            "train_samples": int(n_train),
-        },
-        "seed": int(seed),
-        "producer": PRODUCER,
-        "resume": {
-            "optimizer": optimizer.state_dict(),
-            "epoch": int(max(epochs, start_epoch)),
-            "batch_size": int(batch_size),
-            "lr": float(lr),
-            "schedule": schedule,
-            "limit": None if limit is None else int(limit),
-        },
-    }
+    ckpt = make_ckpt(test_acc, val_acc, train_loss, max(epochs, start_epoch))
     if out_path is not None:
         save_checkpoint(out_path, ckpt)
     return ckpt
