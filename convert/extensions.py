@@ -8,6 +8,14 @@ a file (its type registry has no such name) instead of silently misreading it. O
   it, i.e. ``Conv -> BN -> MaxPool -> LIF``, CML). A comparison per window, no multiplication;
   on Loihi it needs programmable neurons. Fields: ``input_shape`` (C, H, W), ``kernel_size``,
   ``stride`` (equal to the kernel: non-overlapping windows), no padding.
+- ``neurodeploy.SpikeAttention``: Spikformer's ``scale * (Q Kᵀ) V`` of three spike maps (a
+  product of spikes with spikes: ANDs and coincidence counts, dynamic weights; see
+  ``targets.fixedpoint.spike_attention``). Three input edges, from the q, k and v neuron
+  populations; ``inputs`` names those predecessors in the order q,k,v (comma-separated: NIR
+  edges carry no port names). Fields: ``input_shape`` (dim, *tokens) of q, k, v and of the
+  output (channel-major; head h owns features ``h*dh ... h*dh + dh - 1``), ``heads``,
+  ``scale``. In an integer graph ``scale`` is ``2**shift`` (metadata ``loihi_shift``) and a
+  scale below 1 floors (arithmetic right shift).
 """
 
 from __future__ import annotations
@@ -56,13 +64,57 @@ def _make_maxpool():
     return MaxPool2d
 
 
+def _make_attention():
+    base = _nir_node_base()
+
+    class SpikeAttention(base):  # type: ignore[misc, valid-type]
+        def __init__(self, input_shape, heads, scale, inputs, metadata=None):
+            self.input_shape = np.asarray(input_shape).astype(int).reshape(-1)
+            self.heads = int(np.asarray(heads))
+            self.scale = float(np.asarray(scale))
+            if isinstance(inputs, bytes):
+                inputs = inputs.decode()
+            self.inputs = inputs if isinstance(inputs, str) else ",".join(inputs)
+            self.metadata = dict(metadata or {})
+            if len(self.input_names) != 3:
+                raise ValueError(f"SpikeAttention needs inputs q,k,v; got {self.inputs!r}")
+            shp = self.input_shape.copy()
+            self.input_type = {"q": shp.copy(), "k": shp.copy(), "v": shp.copy()}
+            self.output_type = {"output": shp.copy()}
+
+        @property
+        def input_names(self) -> tuple[str, ...]:
+            return tuple(self.inputs.split(","))
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"type": PREFIX + "SpikeAttention", "input_shape": self.input_shape,
+                    "heads": self.heads, "scale": self.scale, "inputs": self.inputs,
+                    "metadata": self.metadata}
+
+        @classmethod
+        def from_dict(cls, d: dict[str, Any]):
+            kw = {k: v for k, v in d.items() if k != "type"}
+            return cls(**kw)
+
+    SpikeAttention.__name__ = SpikeAttention.__qualname__ = "SpikeAttention"
+    return SpikeAttention
+
+
 _EXT: dict[str, Any] = {}
 
 
 def ext_class(name: str):
     if not _EXT:
         _EXT["MaxPool2d"] = _make_maxpool()
+        _EXT["SpikeAttention"] = _make_attention()
     return _EXT[name]
+
+
+def SpikeAttention(input_shape, heads, scale, inputs, metadata=None):  # noqa: N802
+    """A ``neurodeploy.SpikeAttention`` node (see the module docstring); ``inputs`` = the
+    names of its q, k and v predecessors."""
+    return ext_class("SpikeAttention")(np.asarray(input_shape), heads, scale, inputs,
+                                        metadata or {})
 
 
 def MaxPool2d(input_shape, kernel_size, stride=None, metadata=None):  # noqa: N802

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from targets.fixedpoint import max_pool2d
+from targets.fixedpoint import max_pool2d, spike_attention
 from targets.graph import InputSpec, topo_order
 from targets.ops import conv2d
 
@@ -57,6 +57,31 @@ class FSynapse:
 
 
 @dataclass
+class FSpikeAttention:
+    """Spikformer's attention product from three populations (q, k, v) of shape
+    ``(dim, *tokens)``: ``scale * (Q Kᵀ) V`` per head (see targets.graph.SpikeAttention)."""
+
+    name: str
+    sources: tuple[str, str, str]
+    target: str
+    shape: tuple[int, ...]
+    heads: int
+    scale: float
+    delay: int = 0
+
+    @property
+    def source(self) -> str:
+        return self.sources[0]
+
+    def apply_qkv(self, q: np.ndarray, k: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """q, k, v: [B, size] (0/1) -> [B, size] float: the current the target receives."""
+        b, dim = q.shape[0], self.shape[0]
+        out = spike_attention(*(np.asarray(x, dtype=np.float64).reshape(b, dim, -1)
+                                for x in (q, k, v)), self.heads)
+        return self.scale * out.reshape(b, -1)
+
+
+@dataclass
 class FPopulation:
     """u <- alpha * u + I;  v <- beta * v + u + bias;  spike if v > threshold;  v <- 0 on spike."""
 
@@ -88,12 +113,12 @@ class FGraph:
     input: InputSpec
     populations: dict[str, FPopulation]
     readouts: dict[str, FReadout]
-    synapses: list[FSynapse]
+    synapses: list[FSynapse | FSpikeAttention]
     timesteps: int
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # approximations the import had to make
 
-    def incoming(self, name: str) -> list[FSynapse]:
+    def incoming(self, name: str) -> list[FSynapse | FSpikeAttention]:
         return [s for s in self.synapses if s.target == name]
 
     def order(self) -> list[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from convert.float_graph import FGraph
+from convert.float_graph import FGraph, FSpikeAttention
 from targets.graph import INPUT
 
 
@@ -22,6 +22,10 @@ def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.n
     for name in fg.order():
         cur = 0.0
         for s in fg.incoming(name):
+            if isinstance(s, FSpikeAttention):
+                qkv = (acts[n_].reshape(n * t_steps, -1) for n_ in s.sources)
+                cur = cur + s.apply_qkv(*qkv).reshape(n, t_steps, -1)
+                continue
             src = acts[s.source]
             cur = cur + s.apply(src.reshape(n * t_steps, *_shape(fg, s.source))).reshape(
                 n, t_steps, -1

@@ -6,6 +6,11 @@ NeuroBench's rule: an effective synaptic operation whose input is a binary spike
 accumulate (AC); one whose input is any other value is a multiply-accumulate (MAC); bias is
 excluded. Neuron decays (one fixed 12-bit constant product per neuron per step) are listed
 separately, not as synaptic operations. Exit code 1 if any MAC edge remains.
+
+A spike attention (``targets.graph.SpikeAttention``, Spikformer's ``Q Kᵀ V``) is its own edge
+kind, ``dynamic spike x spike product``: binary ANDs and coincidence counts, then additions of
+those counts selected by binary spikes -- no multiplication, but the "weights" are computed at
+run time from spikes, not stored. Its events are counted as ACs (ANDs + additions).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from targets.graph import INPUT, Conv, QGraph
+from targets.graph import INPUT, Conv, QGraph, SpikeAttention
+
+DYNAMIC_PRODUCT = "dynamic spike x spike product"
 
 
 @dataclass
@@ -33,6 +40,10 @@ class Edge:
     def is_mac(self) -> bool:
         return self.input_kind.startswith("graded")
 
+    @property
+    def is_dynamic(self) -> bool:
+        return self.input_kind.startswith(DYNAMIC_PRODUCT)
+
 
 def _fanout_total(s: Any) -> int:
     nz = np.count_nonzero(s.weight)
@@ -45,6 +56,9 @@ def _fanout_total(s: Any) -> int:
 def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
     edges = []
     for s in graph.synapses:
+        if isinstance(s, SpikeAttention):
+            edges.append(_attention_edge(graph, s, counters))
+            continue
         graded = s.source == INPUT and not graph.input.binary
         kind = "graded (MAC)" if graded else "binary spikes"
         if s.source == INPUT and graph.input.bitplanes:
@@ -56,6 +70,18 @@ def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[E
             measured = int(counters[f"events/{s.name}"])
         edges.append(Edge(s.name, s.source, s.target, kind, _fanout_total(s), measured))
     return edges
+
+
+def _attention_edge(graph: QGraph, s: SpikeAttention, counters: dict[str, Any] | None) -> Edge:
+    """Worst case per step: every AND of q and k true (dim * N**2 count increments) and every
+    count added for every v spike (dim * N**2 additions)."""
+    dim, *tokens = graph.node_shape(s.target)
+    n = int(np.prod(tokens))
+    measured = None
+    if counters is not None and f"events/{s.name}" in counters:
+        measured = int(counters[f"events/{s.name}"])
+    kind = f"{DYNAMIC_PRODUCT} (q,k,v = {','.join(s.sources)}; {s.heads} heads, shift {s.shift})"
+    return Edge(s.name, s.source, s.target, kind, 2 * int(dim) * n * n, measured)
 
 
 def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
@@ -83,11 +109,19 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
     if any("+max" in e.input_kind for e in edges):
         lines.append("max pooling of currents: comparisons, no multiplication; needs "
                      "programmable neurons on Loihi (custom process in Lava)")
+    dyn = [e for e in edges if e.is_dynamic]
+    if dyn:
+        lines.append(
+            f"{DYNAMIC_PRODUCT} edges: " + ", ".join(f"{e.synapse} (-> {e.target})" for e in dyn)
+            + ": binary ANDs + coincidence counts, counts accumulated where v spikes; no "
+            "multiplication, but dynamic weights (needs a custom process in Lava; programmable "
+            "cores on Loihi); counted as ACs")
     if macs:
         lines.append("NOT multiplication-free: " + ", ".join(
             f"{e.synapse} ({e.source} -> {e.target}: graded input)" for e in macs))
     else:
-        lines.append("multiplication-free: every synaptic edge receives binary spikes")
+        lines.append("multiplication-free: every synaptic edge receives binary spikes"
+                     + (f" ({len(dyn)} of them as a {DYNAMIC_PRODUCT})" if dyn else ""))
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.extensions import MaxPool2d
+from convert.extensions import MaxPool2d, SpikeAttention
 from targets.ops import conv2d, conv2d_out_hw
 
 DT = 1e-3
@@ -178,6 +178,17 @@ class NIRBuilder:
         shape = self.shape(src)
         node = MaxPool2d(shape, k, k)
         return self._add("maxpool", name, node, src, tuple(node.output_type["output"]))
+
+    def spike_attention(self, q: str, k: str, v: str, heads: int, scale: float,
+                        name: str | None = None) -> str:
+        """Spikformer's ``scale * (Q Kᵀ) V`` per head of three spike populations of shape
+        (dim, *tokens) (extension node ``neurodeploy.SpikeAttention``); feeds a neuron."""
+        shape = self.shape(q)
+        if len(shape) < 2 or shape[0] % int(heads):
+            raise ValueError(f"spike_attention: shape {shape} is not (dim, *tokens) with dim "
+                             f"divisible by {heads} heads")
+        node = SpikeAttention(shape, int(heads), float(scale), [q, k, v])
+        return self._add("attention", name, node, [q, k, v], shape)
 
     def flatten(self, src: str | list[str], name: str | None = None) -> str:
         import nir

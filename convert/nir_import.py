@@ -14,12 +14,21 @@ What cannot be mapped is refused with the node's name and the reason. numpy only
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from convert.float_graph import FConv, FDense, FGraph, FPopulation, FReadout, FSynapse
+from convert.float_graph import (
+    FConv,
+    FDense,
+    FGraph,
+    FPopulation,
+    FReadout,
+    FSpikeAttention,
+    FSynapse,
+)
 from targets.fixedpoint import max_pool2d
 from targets.graph import INPUT, GraphError, InputSpec
 from targets.ops import conv2d, conv2d_out_hw, pool2d
@@ -27,6 +36,8 @@ from targets.ops import conv2d, conv2d_out_hw, pool2d
 NEURONS = ("LIF", "CubaLIF", "IF")
 LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
 # MaxPool2d is our extension node (max of currents): allowed only as Conv2d -> MaxPool2d -> neuron.
+# SpikeAttention (extension): the product of three populations' spikes, straight into a neuron.
+PRODUCTS = ("SpikeAttention",)
 DEFAULT_DT = 1e-4  # snnTorch's export convention; ours always records dt in the metadata
 
 
@@ -83,10 +94,10 @@ class _Importer:
             if k == "Delay":
                 raise GraphError(f"node {name!r} is a NIR Delay: explicit delays are not "
                                  "supported yet (neurodeploy adds its own balancing delays)")
-            if k not in (*NEURONS, *LINEAR, "Input", "Output"):
+            if k not in (*NEURONS, *LINEAR, *PRODUCTS, "Input", "Output"):
                 raise GraphError(
                     f"node {name!r} is a NIR {k}, which neurodeploy cannot map to Loihi "
-                    f"(supported: {', '.join((*NEURONS, *LINEAR, 'Input', 'Output'))})"
+                    f"(supported: {', '.join((*NEURONS, *LINEAR, *PRODUCTS, 'Input', 'Output'))})"
                 )
 
     # --- shapes -------------------------------------------------------------------------
@@ -158,6 +169,11 @@ class _Importer:
             return tuple(int(x) for x in node.output_type["output"])
         if k in ("Scale", "Output"):
             return s
+        if k == "SpikeAttention":
+            if tuple(int(x) for x in node.input_shape) != tuple(s):
+                raise GraphError(f"node {name!r} (SpikeAttention): inputs {s} vs "
+                                 f"{tuple(node.input_shape)}")
+            return tuple(s)
         raise GraphError(f"node {name!r}: unexpected {k}")
 
     def _as_chw(self, name: str, s: tuple[int, ...], w: np.ndarray) -> tuple[int, int, int]:
@@ -232,7 +248,7 @@ class _Importer:
             if node in seen:
                 raise GraphError(f"node {node!r} is on a cycle: recurrent graphs are not supported")
             k = _kind(self.nodes[node])
-            if k in (*NEURONS, "Input"):
+            if k in (*NEURONS, "Input", *PRODUCTS):  # a product is a synapse of its own
                 out.append((node, chain))
                 return
             if k == "Output":
@@ -290,7 +306,7 @@ class _Importer:
             if n in memo:
                 return memo[n]
             k = _kind(self.nodes[n])
-            if k in (*NEURONS, "Input"):
+            if k in (*NEURONS, "Input", *PRODUCTS):  # a product of spikes has no constant
                 out = np.zeros((1, *self.shape(n)))
             else:
                 x = sum(value(p) for p in self.preds[n])
@@ -405,6 +421,9 @@ class _Importer:
             incoming: list[FSynapse] = []
             paths = self.paths_into(name)
             for src, chain in paths:
+                if _kind(self.nodes[src]) in PRODUCTS:
+                    incoming.append(self._attention(src, chain, name, rename))
+                    continue
                 pooled = [n for n in chain if _kind(self.nodes[n]) == "MaxPool2d"]
                 if pooled and sum(pooled[0] in c for _, c in paths) > 1:
                     raise GraphError(f"max pooling {pooled[0]!r} takes the max of a sum of "
@@ -449,6 +468,25 @@ class _Importer:
             raise GraphError("the graph records no timesteps: pass --timesteps")
         return FGraph(in_spec, pops, readouts, syns, t, dict(self.meta), self.notes)
 
+    def _attention(self, node: str, chain: list[str], target: str,
+                   rename: dict[str, str]) -> FSpikeAttention:
+        """The SpikeAttention node ``node`` as a synapse into ``target``: it must read three
+        neuron populations directly and feed the neuron with no linear map in between."""
+        att = self.nodes[node]
+        if chain:
+            raise GraphError(f"SpikeAttention {node!r} must feed a neuron population directly, "
+                             f"not through {chain}")
+        roles = att.input_names
+        if sorted(roles) != sorted(self.preds[node]):
+            raise GraphError(f"SpikeAttention {node!r}: inputs {roles} (q, k, v) are not its "
+                             f"predecessors {self.preds[node]}")
+        for r in roles:
+            if _kind(self.nodes[r]) not in NEURONS:
+                raise GraphError(f"SpikeAttention {node!r}: input {r!r} is a "
+                                 f"{_kind(self.nodes[r])}, not a neuron population (spikes)")
+        return FSpikeAttention(node, tuple(rename.get(r, r) for r in roles), target,
+                               self.shape(node), int(att.heads), float(att.scale))
+
     def _topo(self) -> list[str]:
         for n in self.nodes:
             self.shape(n)
@@ -471,13 +509,18 @@ class _Importer:
 def _balance(nodes: list[str], syns: list[FSynapse]) -> None:
     """Latency balancing: where paths of different depth meet, delay the shorter ones so that
     every input of a node arrives together, as in the trained (zero-latency) model."""
-    from targets.graph import topo_order
+    from targets.graph import synapse_sources, topo_order
 
     lat = {INPUT: 0}
     for n in topo_order(nodes, syns):
         inc = [s for s in syns if s.target == n]
-        lat[n] = max(lat[s.source] + 1 for s in inc)
+        lat[n] = max(lat[src] + 1 for s in inc for src in synapse_sources(s))
         for s in inc:
+            if len({lat[src] for src in synapse_sources(s)}) > 1:
+                raise GraphError(
+                    f"synapse {s.name!r}: its sources {synapse_sources(s)} have different "
+                    f"latencies {[lat[x] for x in synapse_sources(s)]}; a product of spikes "
+                    "needs all of them from the same step (balance them upstream)")
             s.delay = lat[n] - lat[s.source] - 1
 
 
@@ -493,6 +536,11 @@ def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
     factor to be uniform per output channel)."""
     if np.allclose(per, 1.0):
         return s
+    if isinstance(s, FSpikeAttention):  # one scale for the whole product
+        if not np.allclose(per, per[0]):
+            raise GraphError(f"synapse {s.name!r}: per-neuron gains/thresholds vary behind "
+                             "a spike attention")
+        return replace(s, scale=s.scale * float(per[0]))
     if isinstance(s.op, FDense):
         return FSynapse(s.name, s.source, s.target, FDense(s.op.weight * per[:, None]))
     co = s.op.out_shape[0]

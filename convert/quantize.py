@@ -21,9 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from convert.float_graph import FConv, FGraph, FPopulation, FSynapse
+from convert.float_graph import FConv, FGraph, FPopulation, FSpikeAttention, FSynapse
 from targets import fixedpoint as fx
-from targets.graph import INPUT, Conv, Dense, GraphError, LIFPopulation, QGraph, Readout
+from targets.graph import (
+    INPUT,
+    Conv,
+    Dense,
+    GraphError,
+    LIFPopulation,
+    QGraph,
+    Readout,
+    SpikeAttention,
+)
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
@@ -83,6 +92,38 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     return k_w / 2 ** math.ceil(math.log2(k_w / cap))
 
 
+def _attention_worst(a: FSpikeAttention) -> int:
+    """Largest count ``sum_m A[n, m] v[j, m]`` of one attention output: tokens x head dim."""
+    return int(np.prod(a.shape[1:])) * (a.shape[0] // a.heads)
+
+
+def _attention_scale(pop: FPopulation, syns: list[FSynapse], atts: list[FSpikeAttention],
+                     max_in: dict[str, int]) -> float:
+    """The scale of a population that spike attentions feed: within every limit of
+    :func:`_scale_for` (the worst-case input now includes the attention's largest count), and
+    such that the first attention's float scale becomes an exact shift: ``k * scale = 2**s``
+    with ``s <= WEIGHT_EXP_MAX`` (the output is then ``(A V) << s``, no rounding at all)."""
+    worst = sum(a.scale * _attention_worst(a) for a in atts)
+    worst += sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
+                 for s in syns)
+    caps = [fx.VTH_MAX / pop.threshold]
+    if worst > 0:
+        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
+    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
+    if peak_bias > 0:
+        caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
+    if syns:
+        caps.append(_scale_for(pop, syns, max_in))
+    ref = atts[0].scale
+    if ref <= 0:
+        raise GraphError(f"synapse {atts[0].name!r}: attention scale {ref} must be positive")
+    shift = min(math.floor(math.log2(min(caps) * ref) + 1e-12), fx.WEIGHT_EXP_MAX)
+    if shift < fx.WEIGHT_EXP_MIN:
+        raise GraphError(f"synapse {atts[0].name!r}: attention scale {ref} needs a shift "
+                         f"{shift} < {fx.WEIGHT_EXP_MIN} at this population's limits")
+    return 2.0**shift / ref
+
+
 def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(mantissa, exponent, number clipped) for an integer bias added to v each step."""
     peak = float(np.abs(b).max(initial=0.0))
@@ -115,8 +156,16 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
     synapses: list[Dense | Conv] = []
     for name in fg.order():
         syns = fg.incoming(name)
+        atts = [s for s in syns if isinstance(s, FSpikeAttention)]
+        syns = [s for s in syns if not isinstance(s, FSpikeAttention)]
         is_pop = name in fg.populations
-        k = _scale_for(fg.populations[name] if is_pop else None, syns, max_in)
+        if atts and not is_pop:
+            raise GraphError(f"synapse {atts[0].name!r}: a spike attention into the readout "
+                             f"{name!r} is not supported (feed a population)")
+        if atts:
+            k = _attention_scale(fg.populations[name], syns, atts, max_in)
+        else:
+            k = _scale_for(fg.populations[name] if is_pop else None, syns, max_in)
         fixed = [s for s in syns if s.source == INPUT and graded_in and input_exp_zero]
         if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
             k = min(k, min(WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0))
@@ -150,6 +199,27 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
                                      s.op.max_pool))
             else:
                 synapses.append(Dense(s.name, s.source, s.target, w, exp, s.delay))
+        for a in atts:  # the dynamic spike x spike product: an exact shift at this scale
+            want = k * a.scale
+            shift = int(np.clip(round(math.log2(want)), fx.WEIGHT_EXP_MIN, fx.WEIGHT_EXP_MAX))
+            err = abs(2.0**shift - want) / want
+            synapses.append(SpikeAttention(a.name, tuple(a.sources), a.target, a.heads, shift,
+                                           a.delay))
+            report["synapses"][a.name] = {
+                "source": a.source, "sources": list(a.sources), "target": a.target,
+                "kind": "attention", "delay": a.delay, "max_pool": False, "weight_exp": shift,
+                "max_abs_weight": 0, "weights_clipped": 0, "all_zero": False,
+                "rel_rms_error": err, "scale": a.scale, "shift": shift, "heads": a.heads,
+                "max_count": _attention_worst(a),
+            }
+            if err > 1e-12:
+                report["warnings"].append(
+                    f"synapse {a.name}: attention scale {a.scale:g} x {k:g} = {want:g} rounded "
+                    f"to 2**{shift} (relative error {err:.3g})")
+            if shift < 0:
+                report["warnings"].append(f"synapse {a.name}: attention output floored by "
+                                          f"a right shift of {-shift}")
+            worst_a_in += int(fx.floor_shift(_attention_worst(a), shift))
         if not is_pop:
             r = fg.readouts[name]
             bias = np.round(r.bias * k).astype(np.int64)

@@ -37,7 +37,7 @@ import numpy as np
 
 from targets import fixedpoint as fx
 from targets.base import RunResult, check_inputs, unpipeline
-from targets.graph import INPUT, Conv, Dense, GraphError, QGraph
+from targets.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
 from targets.ops import conv2d_out_hw
 
 # float64 accumulates integers exactly below this magnitude (np.bincount sums in float64).
@@ -252,6 +252,63 @@ class _Synapse:
         return acc.reshape(self.lanes, t.n_out)
 
 
+class _AttentionSynapse:
+    """A :class:`~targets.graph.SpikeAttention` being simulated: the same delivery ring buffer
+    as :class:`_Synapse`, fed with the spikes its three sources (q, k, v; same latency) emit
+    at one step.
+
+    Event-driven: a lane where q, k or v is silent costs nothing and delivers nothing; in a
+    live lane only the tokens where q fires (rows) and where both k and v fire (columns) take
+    part (every other term of the product is zero), then ``fixedpoint.spike_attention`` does
+    the ANDs, counts and sums. Events = ANDs (coincidences) + additions of nonzero counts.
+    """
+
+    graded = False
+
+    def __init__(self, s: SpikeAttention, graph: QGraph, lanes: int):
+        self.s = s
+        self.name = s.name
+        self.lanes = lanes
+        shape = graph.node_shape(s.target)
+        self.dim = int(shape[0])
+        self.n_out = int(np.prod(shape))
+        self.depth = 1 + int(s.delay)
+        self.ring: list[np.ndarray | None] = [None] * self.depth
+        self.events = 0
+        self.extra_events = 0
+        self.ands = 0
+
+    def arriving(self, step: int) -> np.ndarray | None:
+        return self.ring[step % self.depth]
+
+    def propagate_sources(self, values: list[np.ndarray], n_valid: int, step: int) -> None:
+        """``values``: the spikes [lanes, size] of q, k and v at ``step``; the product reaches
+        the target at ``step + 1 + delay``."""
+        slot = step % self.depth
+        self.ring[slot] = None
+        q, k, v = (np.asarray(x).reshape(self.lanes, self.dim, -1) for x in values)
+        out = None
+        for b in range(self.lanes):
+            rows = np.flatnonzero(q[b].any(axis=0))
+            cols = np.flatnonzero(k[b].any(axis=0) & v[b].any(axis=0))
+            if rows.size == 0 or cols.size == 0:
+                continue
+            qb = q[b][:, rows].astype(np.int64)
+            kb, vb = (x[b][:, cols].astype(np.int64) for x in (k, v))
+            res = fx.spike_attention(qb, kb, vb, self.s.heads, self.s.shift)
+            ands, adds = fx.spike_attention_ops(qb, kb, vb, self.s.heads)
+            if b < n_valid:
+                self.events += ands + adds
+                self.ands += ands
+            else:
+                self.extra_events += ands + adds
+            if out is None:
+                out = np.zeros((self.lanes, self.dim, q.shape[2]), dtype=np.int64)
+            out[b][:, rows] = res
+        if out is not None:
+            self.ring[slot] = out.reshape(self.lanes, self.n_out)
+
+
 def _n_valid(step: int, latency: int, timesteps: int, per_lane: int, n: int, lanes: int) -> int:
     """Leading lanes whose node of this latency is inside a real sample at this step."""
     k = step - latency
@@ -319,7 +376,8 @@ def simulate(
     n_input_steps = per_lane * t_steps
     steps = n_input_steps + depth
 
-    syns = [_Synapse(s, graph, lanes) for s in graph.synapses]
+    syns = [(_AttentionSynapse if isinstance(s, SpikeAttention) else _Synapse)(s, graph, lanes)
+            for s in graph.synapses]
     incoming = {name: [y for y in syns if y.s.target == name]
                 for name in (*graph.populations, *graph.readouts)}
     pops = list(graph.populations.values())
@@ -370,6 +428,10 @@ def simulate(
         # 2. every synapse reads its source at this step; the target sees it at k + 1 + delay
         for y in syns:
             src = y.s.source
+            if isinstance(y, _AttentionSynapse):  # q, k, v share one latency (src = q)
+                y.propagate_sources([raw_s[node][k] for node in y.s.sources],
+                                    _n_valid(k, lat[src], t_steps, per_lane, n, lanes), k)
+                continue
             if src == INPUT:
                 vals = x[:, k] if k < n_input_steps else no_input
             else:
@@ -385,6 +447,8 @@ def simulate(
         counters["synaptic_events"] += y.events
         counters["mac" if y.graded else "ac"] += y.events
         counters[f"events/{y.name}"] = y.events
+        if isinstance(y, _AttentionSynapse):
+            counters[f"ands/{y.name}"] = y.ands
     counters["neuron_updates"] = sum(p.size for p in pops) * n * t_steps
     counters["steps"] = steps
     counters["lanes"] = lanes

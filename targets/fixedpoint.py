@@ -171,3 +171,52 @@ def max_pool2d(x, kernel: tuple[int, int]):
     if _xp(x) is np:
         return x.max(axis=(3, 5))
     return x.amax(dim=(3, 5))
+
+
+def _attention_heads(x, heads: int):
+    """[..., dim, tokens] -> [..., heads, dim // heads, tokens] (channel c is in head c // dh)."""
+    *lead, dim, n = x.shape
+    if heads < 1 or dim % heads:
+        raise ValueError(f"spike attention: {dim} features do not split into {heads} heads")
+    return x.reshape(*lead, heads, dim // heads, n)
+
+
+def attention_counts(q, k, heads: int):
+    """Per-head coincidence counts ``A[..., h, n, m] = sum_i q[h, i, n] k[h, i, m]``.
+
+    ``q``, ``k``: binary spikes [..., dim, tokens] (channel-major, a (C, H, W) map flattened
+    over H, W). For binary inputs every product is an AND, and A is a popcount per token pair.
+    """
+    qh, kh = _attention_heads(q, heads), _attention_heads(k, heads)
+    return qh.swapaxes(-1, -2) @ kh
+
+
+def spike_attention(q, k, v, heads: int, shift: int = 0):
+    """Spikformer's ``(Q Kᵀ) V`` of three binary spike maps, per head, in integers.
+
+    ``q``, ``k``, ``v``: [..., dim, tokens] 0/1 (integer dtype; float works too, for the float
+    simulation, with ``shift = 0``). Per head h (channels ``h*dh .. h*dh + dh - 1``):
+
+        A[n, m]      = sum_i q[h, i, n] k[h, i, m]     coincidence count: AND + popcount
+        out[h, j, n] = sum_m A[n, m] v[h, j, m]        A's column m accumulated where v fires
+
+    then ``floor_shift(out, shift)`` (the float scale ``2**shift``; a right shift floors).
+    Returns [..., dim, tokens of q] (k and v may be restricted to the same subset of tokens:
+    the event-driven simulator drops silent ones). Only ANDs, counts and additions of the
+    counts (dynamic integer weights selected by binary spikes): no multiplication on the chip.
+    """
+    a = attention_counts(q, k, heads)
+    vh = _attention_heads(v, heads)
+    out = (vh @ a.swapaxes(-1, -2)).reshape(q.shape)
+    return floor_shift(out, int(shift)) if shift else out
+
+
+def spike_attention_ops(q, k, v, heads: int):
+    """(ANDs, additions) that event-driven hardware performs for one :func:`spike_attention`,
+    summed over the leading axes: ANDs = coincidences where both q and k fire (each adds 1 to
+    a count), additions = nonzero counts ``A[n, m]`` accumulated for every spike ``v[j, m]``."""
+    qh, kh, vh = (_attention_heads(x, heads) for x in (q, k, v))
+    ands = (qh.sum(-1) * kh.sum(-1)).sum()
+    nz = (attention_counts(q, k, heads) != 0).sum(-2)  # [..., h, m]: nonzero A[:, m]
+    adds = (nz * vh.sum(-2)).sum()
+    return int(ands), int(adds)

@@ -125,7 +125,45 @@ class Conv:
                 (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
 
 
-Synapse = Dense | Conv
+@dataclass
+class SpikeAttention:
+    """Spikformer's attention product of three spike maps: a synapse with dynamic weights.
+
+    ``sources`` = (q, k, v): populations of equal shape ``(dim, *tokens)``, read channel-major
+    (flat C-order: entry ``c * n_tokens + n`` is feature c of token n). Per step, per head h
+    (features ``h*dh ... h*dh + dh - 1``, ``dh = dim // heads``), from the three sources' spikes
+    of the same step (they must have the same latency):
+
+        A[n, m]      = sum_i q[h, i, n] k[h, i, m]       (AND + popcount)
+        out[h, j, n] = floor_shift(sum_m A[n, m] v[h, j, m], shift)
+
+    delivered to ``target`` (same shape) one step later, plus ``delay``, like any synapse
+    (``targets.fixedpoint.spike_attention``). ``shift`` is the float scale as a power of two
+    (the quantizer chooses the target's integer scale so that it is one). Binary ANDs and
+    counts only, but the "weights" (the counts) are dynamic: see convert/mfi.py.
+    """
+
+    name: str
+    sources: tuple[str, str, str]
+    target: str
+    heads: int
+    shift: int = 0
+    delay: int = 0
+    source_slice = None  # never reads part of a source (class attribute, not a field)
+
+    @property
+    def source(self) -> str:
+        """q, the first source (for code that names one source per synapse)."""
+        return self.sources[0]
+
+
+Synapse = Dense | Conv | SpikeAttention
+
+
+def synapse_sources(s: Any) -> tuple[str, ...]:
+    """Every node a synapse reads: ``sources`` of a multi-source synapse, else its ``source``."""
+    srcs = getattr(s, "sources", None)
+    return tuple(srcs) if srcs else (s.source,)
 
 
 def topo_order(nodes: list[str], synapses: list) -> list[str]:
@@ -134,7 +172,8 @@ def topo_order(nodes: list[str], synapses: list) -> list[str]:
     pending = list(nodes)
     out: list[str] = []
     while pending:
-        ready = [n for n in pending if all(s.source in done for s in synapses if s.target == n)]
+        ready = [n for n in pending if all(src in done for s in synapses if s.target == n
+                                           for src in synapse_sources(s))]
         if not ready:
             raise GraphError(f"graph has a cycle or dangling source among {pending}")
         for n in ready:
@@ -174,7 +213,7 @@ class QGraph:
         return [s for s in self.synapses if s.target == name]
 
     def outgoing(self, name: str) -> list[Synapse]:
-        return [s for s in self.synapses if s.source == name]
+        return [s for s in self.synapses if name in synapse_sources(s)]
 
     def order(self) -> list[str]:
         """Populations and readouts in an order where every source precedes its targets."""
@@ -188,7 +227,8 @@ class QGraph:
         """
         lat = {INPUT: 0}
         for n in self.order():
-            depths = {lat[s.source] + 1 + s.delay for s in self.incoming(n)}
+            depths = {lat[src] + 1 + s.delay for s in self.incoming(n)
+                      for src in synapse_sources(s)}
             if not depths:
                 raise GraphError(f"node {n!r} has no incoming synapse")
             if len(depths) > 1:
@@ -205,6 +245,9 @@ class QGraph:
 
         names = {INPUT, *self.populations, *self.readouts}
         for s in self.synapses:
+            if isinstance(s, SpikeAttention):
+                self._validate_attention(s)
+                continue
             for end in (s.source, s.target):
                 if end not in names:
                     raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
@@ -264,6 +307,31 @@ class QGraph:
             ):
                 raise GraphError(f"population {p.name!r}: bias mantissa outside 13 bits")
         self.latency()
+
+    def _validate_attention(self, s: SpikeAttention) -> None:
+        if len(s.sources) != 3:
+            raise GraphError(f"synapse {s.name!r}: attention needs 3 sources (q, k, v), "
+                             f"got {s.sources}")
+        for end in (*s.sources, s.target):
+            if end not in self.populations and end not in self.readouts:
+                raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
+        for src in s.sources:
+            if src not in self.populations:
+                raise GraphError(f"synapse {s.name!r}: attention source {src!r} must be a "
+                                 "population (binary spikes)")
+        shapes = {tuple(self.node_shape(n)) for n in (*s.sources, s.target)}
+        if len(shapes) != 1:
+            raise GraphError(f"synapse {s.name!r}: q, k, v and target shapes differ {shapes}")
+        shape = shapes.pop()
+        if len(shape) < 2 or s.heads < 1 or shape[0] % s.heads:
+            raise GraphError(f"synapse {s.name!r}: shape {shape} is not (dim, *tokens) with "
+                             f"dim divisible by {s.heads} heads")
+        if s.delay < 0:
+            raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
+        from targets import fixedpoint as fx
+
+        if not fx.WEIGHT_EXP_MIN <= s.shift <= fx.WEIGHT_EXP_MAX:
+            raise GraphError(f"synapse {s.name!r}: shift {s.shift} out of range")
 
     @property
     def depth(self) -> int:

@@ -18,6 +18,9 @@ How the graph maps onto Lava (see docs/lava.md):
 - populations and readouts touched by a Conv live in Lava's (W, H, C) layout; Dense weight
   rows/columns are permuted to match, and records are converted back to our flat (C, H, W)
   order;
+- a spike attention (Spikformer's ``Q Kᵀ V``, a product of three populations' spikes) is our
+  own fixed-point process with three InPorts (q, k, v) and one OutPort: one step of latency
+  (plus its delay) like Dense, its arithmetic ``fixedpoint.spike_attention``;
 - a sink ``RingBuffer`` records every population's spikes and every readout's summed
   synaptic current (without the readout bias); the timelines are cut back into samples
   with :func:`targets.base.unpipeline` using each node's latency.
@@ -35,7 +38,7 @@ import numpy as np
 
 from targets import fixedpoint as fx
 from targets.base import RunResult, check_inputs, unpipeline
-from targets.graph import INPUT, Conv, Dense, GraphError, QGraph
+from targets.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
 
 RUN_TAG = "fixed_pt"
 MAX_DENSE_DELAY = 63  # DelayDense: Loihi 2 has 6 bits of synaptic delay
@@ -230,6 +233,76 @@ def _relay_model() -> type:
     return _RELAY["model"]
 
 
+_ATTN: dict[str, type] = {}
+
+
+def _attention_process() -> type:
+    """A Lava process for :class:`targets.graph.SpikeAttention`: InPorts ``q_in``, ``k_in``,
+    ``v_in`` (the three populations' spikes, each in its node's Lava layout) and OutPort
+    ``a_out`` (the target's layout). Like Dense it outputs at every step what it computed at
+    the step before (a one-step buffer, ``1 + delay`` deep with a balancing delay)."""
+    if "proc" not in _ATTN:
+        from lava.magma.core.process.ports.ports import InPort, OutPort
+        from lava.magma.core.process.process import AbstractProcess
+
+        class SpikeAttentionProcess(AbstractProcess):
+            def __init__(self, *, q_shape, k_shape, v_shape, out_shape, dim, heads, shift,
+                         delay, perms) -> None:
+                super().__init__(q_shape=q_shape, k_shape=k_shape, v_shape=v_shape,
+                                 out_shape=out_shape, dim=dim, heads=heads, shift=shift,
+                                 delay=delay, perms=perms)
+                self.q_in = InPort(shape=q_shape)
+                self.k_in = InPort(shape=k_shape)
+                self.v_in = InPort(shape=v_shape)
+                self.a_out = OutPort(shape=out_shape)
+
+        _ATTN["proc"] = SpikeAttentionProcess
+    return _ATTN["proc"]
+
+
+def _attention_model() -> type:
+    if "model" not in _ATTN:
+        from lava.magma.core.decorator import implements, requires, tag
+        from lava.magma.core.model.py.model import PyLoihiProcessModel
+        from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+        from lava.magma.core.model.py.type import LavaPyType
+        from lava.magma.core.resources import CPU
+        from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+        @implements(proc=_attention_process(), protocol=LoihiProtocol)
+        @requires(CPU)
+        @tag("fixed_pt")
+        class PySpikeAttentionModel(PyLoihiProcessModel):
+            q_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+            k_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+            v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+            a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+            def run_spk(self) -> None:
+                p = self.proc_params
+                if not hasattr(self, "_fifo"):
+                    self._fifo = [np.zeros(p["out_shape"], dtype=np.int32)
+                                  for _ in range(1 + int(p["delay"]))]
+                self.a_out.send(self._fifo.pop(0))  # what the last step (+ delay) computed
+                q, k, v = (attention_ours(port.recv(), perm) for port, perm in
+                           zip((self.q_in, self.k_in, self.v_in), p["perms"][:3],
+                               strict=True))
+                out = fx.spike_attention(*(x.reshape(int(p["dim"]), -1) for x in (q, k, v)),
+                                         int(p["heads"]), int(p["shift"]))
+                lava = out.reshape(-1)[p["perms"][3]].reshape(p["out_shape"])
+                self._fifo.append(lava.astype(np.int32))
+
+        _ATTN["model"] = PySpikeAttentionModel
+    return _ATTN["model"]
+
+
+def attention_ours(x: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """A node's spikes in its Lava layout -> int64 binary vector in our flat (C, ...) order."""
+    ours = np.empty(perm.size, dtype=np.int64)
+    ours[perm] = (np.asarray(x).reshape(-1) != 0)
+    return ours
+
+
 def lava_max_pool(x: np.ndarray, pool: tuple[int, int]) -> np.ndarray:
     """fixedpoint.max_pool2d in Lava's (W, H, C) layout: ``pool`` is (kh, kw) as in the graph;
     trailing columns/rows that do not fill a window are dropped."""
@@ -311,7 +384,11 @@ class _Net:
 
         self.synapses = {}
         self.relays: list = []
+        self.attentions: list = []
         for s in graph.synapses:
+            if isinstance(s, SpikeAttention):
+                self._attention(graph, s)
+                continue
             in_slice = s.source == INPUT and s.source_slice is not None
             if s.source == INPUT:
                 out_port = source_port(tuple(s.source_slice) if in_slice else None)
@@ -405,6 +482,21 @@ class _Net:
         self._anchor_components(graph)
         self.source = next(iter(self.sources.values()))
 
+    def _attention(self, graph: QGraph, s: SpikeAttention) -> None:
+        """The spike attention as our fixed-point process, wired q, k, v -> it -> target."""
+        proc = _attention_process()(
+            q_shape=self.shape[s.sources[0]], k_shape=self.shape[s.sources[1]],
+            v_shape=self.shape[s.sources[2]], out_shape=self.shape[s.target],
+            dim=int(graph.node_shape(s.target)[0]), heads=int(s.heads), shift=int(s.shift),
+            delay=int(s.delay), perms=[self.perm[n] for n in (*s.sources, s.target)])
+        for port, src in zip((proc.q_in, proc.k_in, proc.v_in), s.sources, strict=True):
+            self.lifs[src].s_out.connect(port)
+        in_port = (self.readout_sinks[s.target].a_in if s.target in graph.readouts
+                   else self.lifs[s.target].a_in)
+        proc.a_out.connect(in_port)
+        self.attentions.append(proc)
+        self.synapses[s.name] = proc
+
     def _check_dense_conv(self, graph: QGraph, s: Conv, w: np.ndarray) -> None:
         """A conv run as a dense map must never reach the 24-bit wrap of Lava's Conv output
         (fixedpoint.conv_output wraps before the exponent; a Dense does not wrap)."""
@@ -466,6 +558,7 @@ class _Net:
         # Our own process is mapped per instance: Lava would otherwise search for its model
         # by importing every module of the targets package (some need torch).
         models.update({relay: _relay_model() for relay in self.relays})
+        models.update({att: _attention_model() for att in self.attentions})
         cfg = Loihi2SimCfg(select_tag=RUN_TAG, exception_proc_model_map=models)
         t0 = time.perf_counter()
         self.source.create_runtime(run_cfg=cfg)

@@ -21,7 +21,17 @@ from typing import Any
 import numpy as np
 
 from targets import fixedpoint as fx
-from targets.graph import INPUT, Conv, Dense, GraphError, InputSpec, LIFPopulation, QGraph, Readout
+from targets.graph import (
+    INPUT,
+    Conv,
+    Dense,
+    GraphError,
+    InputSpec,
+    LIFPopulation,
+    QGraph,
+    Readout,
+    SpikeAttention,
+)
 
 DT = 1e-3
 
@@ -61,9 +71,14 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
     for r in qg.readouts.values():
         md = {} if r.bias is None else {"loihi_readout_bias": r.bias.copy()}
         nodes[r.name] = nir.Output({"output": np.array(r.shape)}, metadata=md)
+    attention = False
     for s in qg.synapses:
         if s.name in nodes:
             raise GraphError(f"synapse {s.name!r} has the name of another node")
+        if isinstance(s, SpikeAttention):
+            attention = True
+            _attention_to_nir(qg, s, nodes, edges)
+            continue
         src = s.source
         if isinstance(s, Dense):
             md = {"loihi_weight_exp": s.weight_exp}
@@ -113,7 +128,34 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
         meta["quantization_report"] = json.dumps(report, default=float)
     if pooled_to:
         meta["neurodeploy_extensions"] = "MaxPool2d"
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=not pooled_to)
+    if attention:
+        meta["neurodeploy_extensions"] = ",".join(
+            [*(["MaxPool2d"] if pooled_to else []), "SpikeAttention"])
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta,
+                        type_check=not (pooled_to or attention))
+
+
+def _attention_to_nir(qg: QGraph, s: SpikeAttention, nodes: dict[str, Any],
+                      edges: list[tuple[str, str]]) -> None:
+    """q, k, v -> [Delay each] -> ``neurodeploy.SpikeAttention`` (scale 2**shift) -> target."""
+    import nir
+
+    from convert.extensions import SpikeAttention as AttentionNode
+
+    shape = qg.node_shape(s.target)
+    preds = []
+    for role, src in zip("qkv", s.sources, strict=True):
+        if s.delay:
+            d = f"{s.name}_delay_{role}"
+            nodes[d] = nir.Delay(np.full(qg.node_shape(src), s.delay * DT),
+                                 metadata={"role": "latency balancing", "steps": s.delay})
+            edges.append((src, d))
+            src = d
+        preds.append(src)
+        edges.append((src, s.name))
+    nodes[s.name] = AttentionNode(shape, s.heads, 2.0**s.shift, preds,
+                                  metadata={"loihi_shift": s.shift})
+    edges.append((s.name, s.target))
 
 
 def write_atomic(path: str | Path, write: Any) -> None:
@@ -152,6 +194,7 @@ def from_nir(g: Any) -> QGraph:
         preds[b] = a
         succs[a] = b
     delays: dict[str, int] = {}
+    attention_inputs: dict[str, list[tuple[str, int]]] = {}
     passthrough = {n for n, node in g.nodes.items() if type(node).__name__ in ("Flatten", "Delay")}
     for name in g.nodes:  # Flatten reshapes, Delay holds back: the synapse reads past them
         if type(g.nodes[name]).__name__ in ("Linear", "Conv2d"):
@@ -164,6 +207,17 @@ def from_nir(g: Any) -> QGraph:
                 src = preds[src]
             preds[name] = src
             delays[name] = steps
+        elif type(g.nodes[name]).__name__ == "SpikeAttention":  # q, k, v, each past its Delay
+            attention_inputs[name] = []
+            for src in g.nodes[name].input_names:
+                steps = 0
+                while src in passthrough:
+                    node = g.nodes[src]
+                    if type(node).__name__ == "Delay":
+                        steps += int(_meta(dict(node.metadata or {}).get("steps", 0)) or
+                                     round(float(np.asarray(node.delay).reshape(-1)[0]) / DT))
+                    src = preds[src]
+                attention_inputs[name].append((src, steps))
     in_spec = None
     for name, node in g.nodes.items():
         kind = type(node).__name__
@@ -207,6 +261,20 @@ def from_nir(g: Any) -> QGraph:
                 None if md.get("source_slice") is None else
                 (int(md["source_slice"][0]), int(md["source_slice"][1])),
             ))
+        elif kind == "SpikeAttention":
+            srcs = attention_inputs[name]
+            if len({d for _, d in srcs}) != 1:
+                raise GraphError(f"attention {name!r}: its inputs are delayed differently "
+                                 f"({srcs})")
+            shift = md.get("loihi_shift")
+            if shift is None:
+                shift = round(np.log2(float(node.scale)))
+                if 2.0**shift != float(node.scale):
+                    raise GraphError(f"attention {name!r}: scale {node.scale} is not a power "
+                                     "of two in an integer graph")
+            synapses.append(SpikeAttention(name, tuple(n for n, _ in srcs), succs[name],
+                                           int(node.heads), int(shift)))
+            delays[name] = srcs[0][1]
         elif kind not in ("Flatten", "Delay", "MaxPool2d"):
             raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
     if in_spec is None:

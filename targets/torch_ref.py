@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from targets import fixedpoint as fx
 from targets.base import RunResult, check_inputs
-from targets.graph import INPUT, Conv, QGraph
+from targets.graph import INPUT, Conv, QGraph, SpikeAttention
 
 _EXACT = 2**53
 
@@ -52,6 +52,14 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
     for name in graph.order():
         a_in = None
         for s in graph.incoming(name):
+            if isinstance(s, SpikeAttention):
+                out, (ands, adds) = attention_output(graph, s, acts)
+                a_in = out if a_in is None else a_in + out
+                counters["synaptic_events"] += ands + adds
+                counters[f"events/{s.name}"] = ands + adds
+                counters[f"ands/{s.name}"] = ands
+                counters["ac"] += ands + adds
+                continue
             src = acts[s.source]
             if s.source_slice is not None:
                 src = src[..., s.source_slice[0] : s.source_slice[1]]
@@ -83,6 +91,17 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
         if record_state:
             states[name] = (torch.stack(us, 1).numpy(), torch.stack(vs, 1).numpy())
     return RunResult(spikes, readouts, counters, states)
+
+
+def attention_output(graph: QGraph, s: SpikeAttention, acts: dict[str, torch.Tensor]
+                     ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The attention synapse at every step at once: [B, T, size] int64, and its (ANDs, adds)."""
+    q, k, v = (acts[n] for n in s.sources)
+    b, t = q.shape[:2]
+    dim = graph.node_shape(s.target)[0]
+    q, k, v = (x.reshape(b * t, dim, -1) for x in (q, k, v))
+    out = fx.spike_attention(q, k, v, s.heads, s.shift)
+    return out.reshape(b, t, -1), fx.spike_attention_ops(q, k, v, s.heads)
 
 
 def _events(s, src: torch.Tensor, fanout: torch.Tensor) -> int:
