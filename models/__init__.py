@@ -1,8 +1,25 @@
-"""Torch modules: the LIF neuron and the seed architectures (no deployment code)."""
+"""Torch modules: the LIF neuron and the seed architectures (no deployment code).
 
-from models.conv_snn import ConvSNN
-from models.fc_snn import FCSNN
-from models.neuron import LIF, validate_beta
-from models.registry import MODELS, build_model, default_config
+Names are imported lazily, so ``import models.registry`` (model names, default configs) does not
+import torch.
+"""
 
-__all__ = ["LIF", "FCSNN", "ConvSNN", "MODELS", "build_model", "default_config", "validate_beta"]
+import importlib
+
+_EXPORTS = {
+    "LIF": "models.neuron",
+    "validate_beta": "models.neuron",
+    "FCSNN": "models.fc_snn",
+    "ConvSNN": "models.conv_snn",
+    "MODELS": "models.registry",
+    "build_model": "models.registry",
+    "default_config": "models.registry",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

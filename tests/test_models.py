@@ -124,15 +124,18 @@ def test_conv_snn_shapes_and_grads(hw):
 
 
 def test_registry():
-    assert set(MODELS) == {"fc_snn", "conv_snn"}
+    assert {"fc_snn", "conv_snn"} <= set(MODELS)
+    assert MODELS["fc_snn"] is FCSNN and MODELS["conv_snn"] is ConvSNN
     cfg = default_config("fc_snn", "digits")
     assert cfg["n_in"] == 64 and cfg["n_out"] == 10
     assert default_config("fc_snn", "mnist")["n_in"] == 784
+    assert default_config("fc_snn", "mnist")["n_hidden"] <= 512
+    assert default_config("conv_snn", "mnist")["in_shape"] == [1, 28, 28]
     m = build_model("fc_snn", cfg)
     assert isinstance(m, FCSNN) and m.fc1.in_features == 64
     c = build_model("conv_snn", default_config("conv_snn", "digits"))
     assert isinstance(c, ConvSNN) and c.in_shape == (1, 8, 8)
-    with pytest.raises(ValueError, match="valid models: fc_snn, conv_snn"):
+    with pytest.raises(ValueError, match="valid models: fc_snn, conv_snn, "):
         build_model("resnet", {})
     with pytest.raises(ValueError, match="bad config"):
         build_model("fc_snn", {"n_hiden": 3})
