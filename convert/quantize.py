@@ -63,7 +63,7 @@ def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> 
     pos = np.clip(w, 0, None).sum(axis=axes) * max_value
     neg = np.clip(w, None, 0).sum(axis=axes) * max_value
     worst = max(float(pos.max(initial=0)), -float(neg.min(initial=0)))
-    return worst * 2.0**weight_exp if not conv else worst
+    return worst * 2.0**weight_exp
 
 
 def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int]) -> float:
@@ -85,11 +85,20 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     if k_w <= cap:
         return k_w
     biggest = max(syns, key=_max_abs)
-    if isinstance(biggest.op, FConv):
+    if not _shiftable(biggest, max_in):
         return cap
     # A power-of-two fraction of k_w: the biggest Dense weight then uses the full 8 bits with
     # a negative weight exponent.
     return k_w / 2 ** math.ceil(math.log2(k_w / cap))
+
+
+def _shiftable(s: FSynapse, max_in: dict[str, int]) -> bool:
+    """Can this synapse take a weight exponent? Dense always; a Conv only when it reads the
+    graded input (Lava's Conv has no exponent: the Lava target runs such a conv as the
+    equivalent dense map, which is exact because that sum cannot reach the 24-bit wrap)."""
+    if not isinstance(s.op, FConv):
+        return True
+    return s.source == INPUT and max_in.get(INPUT, 1) > 1 and s.op.max_pool is None
 
 
 def _attention_worst(a: FSpikeAttention) -> int:
@@ -174,7 +183,7 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
             conv = isinstance(s.op, FConv)
             maxw = _max_abs(s)
             exp = 0
-            if not conv and maxw > 0 and s not in fixed:
+            if _shiftable(s, max_in) and maxw > 0 and s not in fixed:
                 exp = -int(math.floor(math.log2(WEIGHT_LIMIT / (maxw * k)) + 1e-12))
                 exp = max(fx.WEIGHT_EXP_MIN, min(0, exp))
             w, clipped = _int_weights(s.op.weight * k * 2.0 ** (-exp))
@@ -196,7 +205,7 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
             elif conv:
                 synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
                                      s.op.groups, s.op.in_shape, s.op.out_shape, s.delay,
-                                     s.op.max_pool))
+                                     s.op.max_pool, weight_exp=exp))
             else:
                 synapses.append(Dense(s.name, s.source, s.target, w, exp, s.delay))
         for a in atts:  # the dynamic spike x spike product: an exact shift at this scale
