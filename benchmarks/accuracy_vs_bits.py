@@ -81,7 +81,7 @@ def main() -> int:
 
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot([r["bits"] for r in rows], [100 * r["accuracy"] for r in rows], "o-",
-                label="deployed (integer, torch_ref = event_sim = Lava)")
+                label="deployed integer model (torch_ref)")
         ax.axhline(100 * float_acc, ls="--", color="gray", label="float model")
         ax.set(xlabel="weight bits", ylabel=f"test accuracy (%), {n} samples",
                title=f"{meta.get('model', '')} on {meta.get('dataset', '')}")
