@@ -220,3 +220,15 @@ def test_torch_ref_equals_event_sim_exactly(deployed):
         assert np.array_equal(s, ev.spikes[name]), name
     for name, r in ref.readouts.items():
         assert np.array_equal(r, ev.readouts[name]), name
+
+
+def test_bitplane_input_makes_the_whole_net_multiplication_free(deployed):
+    _, fg, _, _ = deployed
+    planes, _ = quantize(fg, input_bitplanes=True)
+    graded, _ = quantize(fg, input_exp_zero=True)
+    assert not any(e.is_mac for e in certificate(planes))
+    x = _inputs(2, seed=3)
+    a, b = torch_ref.run(planes, x), torch_ref.run(graded, x)
+    assert sum(int(s.sum()) for s in a.spikes.values()) > 0
+    for name, s in a.spikes.items():
+        assert np.array_equal(s, b.spikes[name]), name
