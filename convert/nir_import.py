@@ -288,6 +288,8 @@ class _Importer:
             conv.out_shape = self.shape(chain[-1])
             return conv
         conv = self._compose_conv(chain)
+        if conv is None and len(chain) > 1 and _kind(self.nodes[chain[-1]]) == "Flatten":
+            conv = self._compose_conv(chain[:-1])  # a trailing reshape keeps the convolution
         if conv is not None:
             return conv
         n_in = int(np.prod(src_shape))
@@ -434,8 +436,9 @@ class _Importer:
                     op = _scaled(op, scale)
                 maps = [n for n in chain if _kind(self.nodes[n]) in ("Affine", "Linear", "Conv2d")]
                 label = (maps or chain)[-1] if chain else f"{src}_to_{name}"
-                if any(s.name == label for s in incoming):
-                    label = f"{label}_{src}"
+                taken = {s.name for s in (*syns, *incoming)}
+                if label in taken:  # one linear node on several paths: name each synapse
+                    label = f"{label}_{src}_to_{name}"
                 incoming.append(FSynapse(label, rename.get(src, src), name, op))
             bias = self.bias_into(name)
             if k == "Output":

@@ -116,11 +116,15 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
                                  metadata={"role": "latency balancing", "steps": s.delay})
             edges.append((src, d))
             src = d
-        after = pooled_to.get(s.name)
-        if after:
-            edges += [(src, s.name), (s.name, after), (after, s.target)]
-        else:
-            edges += [(src, s.name), (s.name, s.target)]
+        chain = [s.name]
+        if pooled_to.get(s.name):
+            chain.append(pooled_to[s.name])
+        if isinstance(s, Conv) and len(qg.node_shape(s.target)) != 3:
+            flat = f"{s.name}_flatten_out"  # NIR types must chain into a flat population
+            nodes[flat] = nir.Flatten({"input": np.array(s.out_shape)}, start_dim=0, end_dim=-1)
+            chain.append(flat)
+        edges.append((src, s.name))
+        edges += list(zip(chain, [*chain[1:], s.target], strict=True))
     meta = {k: v for k, v in qg.metadata.items() if isinstance(v, str | int | float | bool)}
     meta.update(neurodeploy_integer=1, timesteps=qg.timesteps, input_kind=qg.input.kind,
                 input_max=qg.input.max_value)
@@ -251,6 +255,8 @@ def from_nir(g: Any) -> QGraph:
                 mp = g.nodes[target]
                 pool = (int(mp.kernel_size[0]), int(mp.kernel_size[1]))
                 out_shape = tuple(int(x) for x in mp.output_type["output"])
+                target = succs[target]
+            if type(g.nodes[target]).__name__ == "Flatten":
                 target = succs[target]
             synapses.append(Conv(
                 name, preds[name], target, np.asarray(node.weight).astype(np.int64),
