@@ -86,13 +86,18 @@ def _attention_edge(graph: QGraph, s: SpikeAttention, counters: dict[str, Any] |
 
 def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
     t = graph.timesteps
-    head = f"{'synapse':<14}{'source':<12}{'target':<12}{'input':<16}{'static/step':>12}"
+    w_syn = max([len("synapse"), *(len(e.synapse) for e in edges)]) + 2
+    w_src = max([len("source"), *(len(e.source) for e in edges)]) + 2
+    w_tgt = max([len("target"), *(len(e.target) for e in edges)]) + 2
+    w_kind = max([len("input"), *(len(e.input_kind) for e in edges)]) + 2
+    head = (f"{'synapse':<{w_syn}}{'source':<{w_src}}{'target':<{w_tgt}}{'input':<{w_kind}}"
+            f"{'static/step':>12}")
     if n_samples:
         head += f"{'measured/sample':>17}"
     lines = [head]
     for e in edges:
-        row = (f"{e.synapse:<14}{e.source:<12}{e.target:<12}{e.input_kind:<16}"
-               f"{e.static_ops_per_step:>12}")
+        row = (f"{e.synapse:<{w_syn}}{e.source:<{w_src}}{e.target:<{w_tgt}}"
+               f"{e.input_kind:<{w_kind}}{e.static_ops_per_step:>12}")
         if n_samples and e.measured_ops is not None:
             row += f"{e.measured_ops / n_samples:>17.1f}"
         lines.append(row)

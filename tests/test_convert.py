@@ -275,3 +275,12 @@ def test_quantized_spikes_track_the_float_model(model):
     for name, s in float_spikes.items():
         assert s.any()
         assert np.mean(s == r.spikes[name]) > 0.99, name
+
+
+def test_mfi_certificate_exit_codes():
+    cmd = [sys.executable, "-m", "convert.mfi", str(DATA / "conv_snn_digits.nir"), "--static-only"]
+    graded = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert graded.returncode == 1 and "NOT multiplication-free: conv1" in graded.stdout
+    planes = subprocess.run([*cmd, "--input-bitplanes"], cwd=ROOT, capture_output=True, text=True)
+    assert planes.returncode == 0 and "0 MACs" in planes.stdout
+    assert "bit plane 7" in planes.stdout
