@@ -69,7 +69,8 @@ def run(
     chunk: int = 100,
 ) -> RunResult:
     """Run ``inputs`` [N, T, *input_shape] on Lava (Loihi2SimCfg, fixed_pt)."""
-    x = check_inputs(graph, inputs)
+    check_inputs(graph, inputs)  # fail here, with the same message, before starting Lava
+    x = np.asarray(inputs)  # the raw batch: the Lava side validates and expands it itself
     if lava_available():
         from targets import lava_target
 

@@ -98,3 +98,15 @@ def test_bitplane_file_round_trip(tmp_path):
     assert back.input.bitplanes == 8
     assert [s.source_slice for s in back.synapses if s.source == "input"] == [
         (b * 64, (b + 1) * 64) for b in range(8)]
+
+
+def test_bitplane_graph_runs_on_lava_through_the_worker():
+    from targets import lava
+
+    qg, _ = load_graph(DATA / "fc_snn_digits.nir", input_bitplanes=True)
+    x = golden_inputs(qg)[:4]
+    a, b = torch_ref.run(qg, x), lava.run(qg, x)
+    for name in a.spikes:
+        assert np.array_equal(a.spikes[name], b.spikes[name])
+    for name in a.readouts:
+        assert np.array_equal(a.readouts[name], b.readouts[name])
