@@ -20,6 +20,11 @@ class ConvSNN(nn.Module):
     """
 
     lif_names = ("lif1", "lif2")
+    # Conv weights start at this multiple of PyTorch's default scale (uniform +-1/sqrt(fan_in)):
+    # at 1x, pixel inputs and pooled spikes drive few LIF neurons over threshold and the net
+    # starts silent (measured: MNIST, 10k samples, 1 epoch: 77% at 1x, 88% at 3x; digits
+    # 3 epochs: 11% (no spike ever reaches the readout) at 1x, 41% at 3x).
+    init_gain = 3.0
 
     def __init__(
         self,
@@ -45,6 +50,9 @@ class ConvSNN(nn.Module):
         self.lif2 = LIF(beta=beta, threshold=threshold)
         self.pool2 = nn.AvgPool2d(2)
         self.fc = nn.Linear(c2 * (h // 4) * (w // 4), n_out, bias=False)
+        with torch.no_grad():
+            self.conv1.weight.mul_(self.init_gain)
+            self.conv2.weight.mul_(self.init_gain)
 
     def forward(self, x: torch.Tensor, return_spikes: bool = False):
         """Logits ``[B, n_out]``; with ``return_spikes`` also ``{"lif1": ..., "lif2": ...}``

@@ -74,7 +74,7 @@ def test_train_model_is_seeded_and_resumable(tmp_path):
     # learning rate; the cosine schedule depends on the total number of epochs)
     kw = dict(
         encoding="rate",
-        limit=200,
+        limit=100,
         batch_size=50,
         progress=False,
         log=lambda s: None,
