@@ -213,10 +213,13 @@ def spike_attention(q, k, v, heads: int, shift: int = 0):
 
 def spike_attention_ops(q, k, v, heads: int):
     """(ANDs, additions) that event-driven hardware performs for one :func:`spike_attention`,
-    summed over the leading axes: ANDs = coincidences where both q and k fire (each adds 1 to
-    a count), additions = nonzero counts ``A[n, m]`` accumulated for every spike ``v[j, m]``."""
+    summed over the leading axes: ANDs = coincidences where q and k fire on the same feature,
+    counted only for the tokens m where v (of that head) fires -- the only counts ``A[n, m]``
+    that are ever used; additions = nonzero counts ``A[n, m]`` accumulated for every spike
+    ``v[j, m]``."""
     qh, kh, vh = (_attention_heads(x, heads) for x in (q, k, v))
-    ands = (qh.sum(-1) * kh.sum(-1)).sum()
+    used = (vh != 0).sum(-2, keepdims=True) > 0  # [..., h, 1, m]: v fires at token m
+    ands = (qh.sum(-1) * (kh * used).sum(-1)).sum()
     nz = (attention_counts(q, k, heads) != 0).sum(-2)  # [..., h, m]: nonzero A[:, m]
     adds = (nz * vh.sum(-2)).sum()
     return int(ands), int(adds)
