@@ -1,6 +1,6 @@
 """Regenerate the golden models and spike hashes in tests/data/ (run from the repo root).
 
-    .venv/bin/python tests/data/make_golden.py [--rehash]
+    .venv/bin/python tests/data/make_golden.py [--rehash] [--only=cml_net,ds_resnet]
 
 Only rerun this for a reason you state in the commit message: the hashes pin the arithmetic,
 so a changed hash means every target's spikes changed.
@@ -24,7 +24,28 @@ from tests.golden import SAMPLES, golden_inputs, record_hashes  # noqa: E402
 from train.loop import train_model  # noqa: E402
 
 DATA = Path(__file__).resolve().parent
-MODELS = {"fc_snn": dict(epochs=8, lr=5e-3), "conv_snn": dict(epochs=8, lr=5e-3)}
+def _tiny(model: str) -> dict | None:
+    """Small versions of the seed architectures, so the regression stays fast on 2 cores."""
+    if model == "ds_resnet":
+        from models.ds_resnet import tiny_config
+
+        return tiny_config()
+    if model == "spiking_mlp":
+        from models.spiking_mlp import tiny_config
+
+        return tiny_config("digits")
+    if model == "cml_net":
+        return {"channels": [4, 8, 8]}
+    return None
+
+
+MODELS = {
+    "fc_snn": dict(epochs=8, lr=5e-3),
+    "conv_snn": dict(epochs=8, lr=5e-3),
+    "cml_net": dict(epochs=4, lr=5e-3),
+    "ds_resnet": dict(epochs=4, lr=5e-3),
+    "spiking_mlp": dict(epochs=4, lr=1e-2),
+}
 
 
 def main() -> None:
@@ -33,16 +54,20 @@ def main() -> None:
     from targets.qgraph_io import load_graph
 
     rehash = "--rehash" in sys.argv[1:]
-    old = json.loads((DATA / "golden_hashes.json").read_text()) if rehash else {}
-    hashes = {}
+    only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:]
+                 if a.startswith("--only=")), None)
+    old = json.loads((DATA / "golden_hashes.json").read_text())
+    hashes = dict(old) if only else {}
     for name, kw in MODELS.items():
+        if only and name not in only:
+            continue
         path = DATA / f"{name}_digits.nir"
         if rehash:
             acc = old[path.name]["float_test_accuracy"]
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = train_model(name, "digits", kw["epochs"], Path(tmp) / "c.pt",
-                                   lr=kw["lr"], seed=0, progress=False)
+                                   lr=kw["lr"], seed=0, progress=False, config=_tiny(name))
             nir.write(str(path), checkpoint_to_nir(ckpt))
             acc = ckpt["metrics"]["test_accuracy"]
         graph, _ = load_graph(path)
