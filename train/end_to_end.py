@@ -33,10 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="runs/demo", help="artifact folder (default runs/demo)")
     ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--input-bitplanes", action="store_true",
+                    help="deploy the pixel input as 8 binary bit planes (multiplication-free)")
     args = ap.parse_args(argv)
 
     import nir
 
+    from convert.float_sim import simulate
     from convert.mfi import certificate, format_certificate
     from convert.nir_import import import_nir
     from convert.quantize import format_report, quantize
@@ -66,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     g = checkpoint_to_nir(ckpt)
     write_atomic(nir_path, lambda tmp: nir.write(tmp, g))
     fg = import_nir(nir.read(str(nir_path)))
-    qg, report = quantize(fg)
+    qg, report = quantize(fg, input_bitplanes=args.input_bitplanes)
     write_qgraph(out / "model.loihi.nir", qg, report)
     print(format_report(report))
 
@@ -77,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
                seed=int(ckpt["encoding"].get("seed", 0)), first_index=0)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     results, walls = run_targets(qg, x, targets, progress=True)
+    float_scores, _ = simulate(fg, x)
     mism = compare(qg, results)
 
     print("[4/4] report")
     print(f"{'':<24}{'accuracy':>10}{'wall s':>9}")
     print(f"{'float checkpoint (10k)':<24}{float_acc * 100:>9.2f}%{'':>9}")
+    same = float(np.mean(float_scores.argmax(1) == labels[:n]))
+    print(f"{f'float graph ({n})':<24}{same * 100:>9.2f}%{'':>9}")
     for t, r in results.items():
         acc = accuracy(qg, r, labels[:n])
         print(f"{t + f' ({n})':<24}{acc * 100:>9.2f}%{walls[t]:>9.2f}")
