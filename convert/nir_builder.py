@@ -152,25 +152,23 @@ class NIRBuilder:
 
     def avgpool(self, src: str | list[str], kernel: Any, stride: Any = None,
                 name: str | None = None) -> str:
-        import nir
-
-        k = _pair(kernel)
-        s = _pair(stride if stride is not None else kernel)
-        c, h, w = self.shape(src)
-        ho, wo = conv2d_out_hw((h, w), k, s, (0, 0))
-        node = nir.AvgPool2d(np.array(k), np.array(s), np.array([0, 0]))
-        return self._add("avgpool", name, node, src, (c, ho, wo))
+        return self._pool("avgpool", src, kernel, stride, name)
 
     def sumpool(self, src: str | list[str], kernel: Any, stride: Any = None,
                 name: str | None = None) -> str:
+        return self._pool("sumpool", src, kernel, stride, name)
+
+    def _pool(self, kind: str, src: str | list[str], kernel: Any, stride: Any,
+              name: str | None) -> str:
         import nir
 
         k = _pair(kernel)
         s = _pair(stride if stride is not None else kernel)
         c, h, w = self.shape(src)
         ho, wo = conv2d_out_hw((h, w), k, s, (0, 0))
-        node = nir.SumPool2d(np.array(k), np.array(s), np.array([0, 0]))
-        return self._add("sumpool", name, node, src, (c, ho, wo))
+        cls = nir.AvgPool2d if kind == "avgpool" else nir.SumPool2d
+        node = cls(np.array(k), np.array(s), np.array([0, 0]))
+        return self._add(kind, name, node, src, (c, ho, wo))
 
     def maxpool(self, src: str | list[str], kernel: Any, name: str | None = None) -> str:
         """Max pooling of currents (extension node ``neurodeploy.MaxPool2d``); stride = kernel."""

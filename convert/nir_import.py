@@ -32,6 +32,7 @@ from convert.float_graph import (
 from targets.fixedpoint import max_pool2d
 from targets.graph import INPUT, GraphError, InputSpec
 from targets.ops import conv2d, conv2d_out_hw, pool2d
+from targets.qgraph_io import meta_value
 
 NEURONS = ("LIF", "CubaLIF", "IF")
 LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
@@ -48,16 +49,6 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _kind(node: Any) -> str:
     return type(node).__name__
-
-
-def _scalar_meta(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.ndim == 0:
-        return v.item()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 def read_nir(path: str | Path):
@@ -84,7 +75,7 @@ class _Importer:
                 if end not in self.nodes:
                     raise GraphError(f"edge {a}->{b} refers to unknown node {end!r}")
             self.preds[b].append(a)
-        self.meta = {k: _scalar_meta(v) for k, v in dict(g.metadata or {}).items()}
+        self.meta = {k: meta_value(v) for k, v in dict(g.metadata or {}).items()}
         self.input_kind = input_kind
         self.input_scale = input_scale
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -566,7 +557,7 @@ def import_nir(
 ) -> FGraph:
     """A NIR graph (object or file path) as a float graph ready for quantization."""
     g = read_nir(source) if isinstance(source, str | Path) else source
-    meta = {k: _scalar_meta(v) for k, v in dict(getattr(g, "metadata", {}) or {}).items()}
+    meta = {k: meta_value(v) for k, v in dict(getattr(g, "metadata", {}) or {}).items()}
     reset = meta.get("reset")
     if reset not in (None, "zero"):
         raise GraphError(

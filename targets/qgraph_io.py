@@ -36,7 +36,8 @@ from targets.graph import (
 DT = 1e-3
 
 
-def _meta(v: Any) -> Any:
+def meta_value(v: Any) -> Any:
+    """A metadata value as plain Python (HDF5 gives bytes and 0-d arrays back)."""
     if isinstance(v, bytes):
         return v.decode()
     if isinstance(v, np.ndarray) and v.ndim == 0:
@@ -184,11 +185,11 @@ def write_qgraph(path: str | Path, qg: QGraph, report: dict[str, Any] | None = N
 
 
 def is_integer_graph(g: Any) -> bool:
-    return int(_meta(dict(g.metadata or {}).get("neurodeploy_integer", 0)) or 0) == 1
+    return int(meta_value(dict(g.metadata or {}).get("neurodeploy_integer", 0)) or 0) == 1
 
 
 def from_nir(g: Any) -> QGraph:
-    meta = {k: _meta(v) for k, v in dict(g.metadata or {}).items()}
+    meta = {k: meta_value(v) for k, v in dict(g.metadata or {}).items()}
     pops: dict[str, LIFPopulation] = {}
     readouts: dict[str, Readout] = {}
     synapses: list[Dense | Conv] = []
@@ -200,32 +201,26 @@ def from_nir(g: Any) -> QGraph:
     delays: dict[str, int] = {}
     attention_inputs: dict[str, list[tuple[str, int]]] = {}
     passthrough = {n for n, node in g.nodes.items() if type(node).__name__ in ("Flatten", "Delay")}
+    def past_passthrough(src: str) -> tuple[str, int]:
+        """The node a synapse really reads, and the delay steps on the way there."""
+        steps = 0
+        while src in passthrough:
+            node = g.nodes[src]
+            if type(node).__name__ == "Delay":
+                steps += int(meta_value(dict(node.metadata or {}).get("steps", 0)) or
+                             round(float(np.asarray(node.delay).reshape(-1)[0]) / DT))
+            src = preds[src]
+        return src, steps
+
     for name in g.nodes:  # Flatten reshapes, Delay holds back: the synapse reads past them
         if type(g.nodes[name]).__name__ in ("Linear", "Conv2d"):
-            steps, src = 0, preds[name]
-            while src in passthrough:
-                node = g.nodes[src]
-                if type(node).__name__ == "Delay":
-                    steps += int(_meta(dict(node.metadata or {}).get("steps", 0)) or
-                                 round(float(np.asarray(node.delay).reshape(-1)[0]) / DT))
-                src = preds[src]
-            preds[name] = src
-            delays[name] = steps
+            preds[name], delays[name] = past_passthrough(preds[name])
         elif type(g.nodes[name]).__name__ == "SpikeAttention":  # q, k, v, each past its Delay
-            attention_inputs[name] = []
-            for src in g.nodes[name].input_names:
-                steps = 0
-                while src in passthrough:
-                    node = g.nodes[src]
-                    if type(node).__name__ == "Delay":
-                        steps += int(_meta(dict(node.metadata or {}).get("steps", 0)) or
-                                     round(float(np.asarray(node.delay).reshape(-1)[0]) / DT))
-                    src = preds[src]
-                attention_inputs[name].append((src, steps))
+            attention_inputs[name] = [past_passthrough(src) for src in g.nodes[name].input_names]
     in_spec = None
     for name, node in g.nodes.items():
         kind = type(node).__name__
-        md = {k: _meta(v) for k, v in dict(node.metadata or {}).items()}
+        md = {k: meta_value(v) for k, v in dict(node.metadata or {}).items()}
         if kind == "Input":
             shape = tuple(int(x) for x in np.asarray(next(iter(node.input_type.values()))))
             in_spec = InputSpec(shape, str(md.get("kind", meta.get("input_kind", "spikes"))),
