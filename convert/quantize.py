@@ -75,13 +75,7 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     # biases 13+3 bits, and even the worst-case input of one step cannot wrap the 24-bit current.
     worst = sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
                 for s in syns)
-    caps = [fx.VTH_MAX / pop.threshold]
-    if worst > 0:
-        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
-    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
-    if peak_bias > 0:
-        caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
-    cap = min(caps)
+    cap = min(_range_caps(pop, worst))
     if k_w <= cap:
         return k_w
     biggest = max(syns, key=_max_abs)
@@ -90,6 +84,18 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     # A power-of-two fraction of k_w: the biggest Dense weight then uses the full 8 bits with
     # a negative weight exponent.
     return k_w / 2 ** math.ceil(math.log2(k_w / cap))
+
+
+def _range_caps(pop: FPopulation, worst: float) -> list[float]:
+    """Scales at which the threshold fits 17 bits, the biases 13+3 bits, and a step's worst-case
+    input (``worst`` per unit of scale) cannot wrap the 24-bit current."""
+    caps = [fx.VTH_MAX / pop.threshold]
+    if worst > 0:
+        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
+    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
+    if peak_bias > 0:
+        caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
+    return caps
 
 
 def _shiftable(s: FSynapse, max_in: dict[str, int]) -> bool:
@@ -115,12 +121,7 @@ def _attention_scale(pop: FPopulation, syns: list[FSynapse], atts: list[FSpikeAt
     worst = sum(a.scale * _attention_worst(a) for a in atts)
     worst += sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
                  for s in syns)
-    caps = [fx.VTH_MAX / pop.threshold]
-    if worst > 0:
-        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
-    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
-    if peak_bias > 0:
-        caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
+    caps = _range_caps(pop, worst)
     if syns:
         caps.append(_scale_for(pop, syns, max_in))
     ref = atts[0].scale
