@@ -51,15 +51,14 @@ def main() -> int:
     from convert.quantize import quantize
     from targets import torch_ref
     from targets.base import readout_scores
+    from targets.runner import encode_as_recorded
     from train.data import load_dataset
-    from train.encoding import encode
 
     fg = import_nir(read_nir(args.model))
     meta = fg.metadata
     images, labels = load_dataset(str(meta["dataset"]), "test")
     n = min(args.samples, len(images))
-    x = encode(images[:n], str(meta["encoding"]), fg.timesteps,
-               seed=int(meta.get("encoding_seed", 0)))
+    x = encode_as_recorded(meta, fg.timesteps, images[:n])
     scores, _ = simulate(fg, x)
     float_acc = float(np.mean(scores.argmax(1) == labels[:n]))
     qg, _ = quantize(fg)

@@ -31,8 +31,8 @@ def main() -> int:
     from convert.quantize import quantize
     from targets import torch_ref
     from targets.base import readout_scores
+    from targets.runner import encode_as_recorded
     from train.data import load_dataset
-    from train.encoding import encode
 
     print(f"{'model':<32}{'samples':>8}{'float':>9}{'deployed':>10}{'spikes kept':>13}")
     for path in args.models:
@@ -40,8 +40,7 @@ def main() -> int:
         meta = fg.metadata
         images, labels = load_dataset(str(meta["dataset"]), "test")
         n = min(args.samples, len(images))
-        x = encode(images[:n], str(meta["encoding"]), fg.timesteps,
-                   seed=int(meta.get("encoding_seed", 0)))
+        x = encode_as_recorded(meta, fg.timesteps, images[:n])
         scores, fspikes = simulate(fg, x)
         qg, _ = quantize(fg, input_bitplanes=args.input_bitplanes)
         r = torch_ref.run(qg, x)

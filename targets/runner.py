@@ -74,7 +74,6 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
             labels = np.load(args.labels, allow_pickle=False)[args.offset : args.offset + len(x)]
         return x, labels, f"{p} [{args.offset}:{args.offset + len(x)}]"
     from train.data import DatasetError, load_dataset
-    from train.encoding import encode
 
     meta = graph.metadata
     dataset = args.dataset or meta.get("dataset")
@@ -91,9 +90,18 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
     lo, hi = args.offset, min(args.offset + args.samples, len(images))
     if lo >= hi:
         raise UserError(f"--offset {lo} is past the end of {dataset}/{args.split} ({len(images)})")
-    x = encode(images[lo:hi], kind, graph.timesteps, seed=int(meta.get("encoding_seed", 0)),
-               first_index=lo)
+    x = encode_as_recorded(meta, graph.timesteps, images[lo:hi], first_index=lo)
     return x, labels[lo:hi], f"{dataset}/{args.split} [{lo}:{hi}] ({kind} encoding)"
+
+
+def encode_as_recorded(metadata: dict[str, Any], timesteps: int, images: np.ndarray,
+                       first_index: int = 0) -> np.ndarray:
+    """Encode dataset images exactly as the graph's metadata says the model was trained on
+    (encoding kind and seed), so every caller feeds the targets the same spikes."""
+    from train.encoding import encode
+
+    return encode(images, str(metadata["encoding"]), timesteps,
+                  seed=int(metadata.get("encoding_seed", 0)), first_index=first_index)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:

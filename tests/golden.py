@@ -8,16 +8,15 @@ import numpy as np
 
 from targets.base import RunResult
 from targets.graph import QGraph
+from targets.runner import encode_as_recorded
 from train.data import load_dataset
-from train.encoding import encode
 
 SAMPLES = 16
 
 
 def golden_inputs(graph: QGraph) -> np.ndarray:
     images, _ = load_dataset("digits", "test")
-    return encode(images[:SAMPLES], graph.metadata["encoding"], graph.timesteps,
-                  seed=int(graph.metadata.get("encoding_seed", 0)))
+    return encode_as_recorded(graph.metadata, graph.timesteps, images[:SAMPLES])
 
 
 def record_hashes(result: RunResult) -> dict[str, str]:
