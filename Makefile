@@ -18,7 +18,7 @@ help:
 	@echo "                   run on Lava and the event simulator, verify); options: ARGS=\"...\""
 	@echo "  make test        set up, then ruff check and pytest; options: PYTEST_ARGS=\"...\""
 	@echo "  make env         set up .venv (Python 3.11, torch) and .venv-lava (Python 3.10, Lava)"
-	@echo "  make lint        set up, then ruff check only"
+	@echo "  make lint        set up, then ruff check and the import layers (lint-imports)"
 	@echo "  make pytest      set up, then pytest only; options: PYTEST_ARGS=\"...\""
 	@echo "  make clean-env   delete both environments"
 
@@ -26,10 +26,12 @@ env:
 	@bash .ci/setup-env
 
 demo: env
-	$(PYTHON) -m train.end_to_end $(ARGS)
+	$(PYTHON) -m targets.end_to_end $(ARGS)
 
+# ruff, then the import layers (core < models < train < convert < targets; pyproject.toml).
 lint: env
 	$(RUFF) check .
+	.venv/bin/lint-imports --no-cache
 
 # pytest's exit code 5 means it ran no test at all: that is a failure here, not a pass.
 pytest: env

@@ -47,12 +47,13 @@ def main() -> int:
     args = ap.parse_args()
 
     from convert.float_sim import simulate
-    from convert.nir_import import import_nir, read_nir
+    from convert.nir_import import import_nir
     from convert.quantize import quantize
+    from core.datasets import load_dataset
+    from core.encoding import encode_as_recorded
+    from core.nir_ext import read_nir
     from targets import torch_ref
     from targets.base import readout_scores
-    from targets.runner import encode_as_recorded
-    from train.data import load_dataset
 
     fg = import_nir(read_nir(args.model))
     meta = fg.metadata

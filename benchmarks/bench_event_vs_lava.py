@@ -23,8 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from core.graph import Dense, InputSpec, LIFPopulation, QGraph, Readout  # noqa: E402
 from targets import event_sim  # noqa: E402
-from targets.graph import Dense, InputSpec, LIFPopulation, QGraph, Readout  # noqa: E402
 
 
 def random_mlp(seed: int = 0, timesteps: int = 4, sizes=(784, 256, 10)) -> QGraph:
@@ -60,7 +60,8 @@ def random_inputs(graph: QGraph, n: int, rate: float, seed: int) -> np.ndarray:
 
 
 def load_model(args: argparse.Namespace) -> tuple[QGraph, np.ndarray, str]:
-    from targets.runner import UserError, add_common_args, prepare
+    from core.errors import UserError
+    from targets.cli import add_common_args, prepare
 
     ap = argparse.ArgumentParser()
     add_common_args(ap)
@@ -73,7 +74,7 @@ def load_model(args: argparse.Namespace) -> tuple[QGraph, np.ndarray, str]:
     except UserError as e:
         if args.input:
             raise
-        from targets.qgraph_io import load_graph
+        from convert import load_graph
 
         graph, _ = load_graph(args.model)
         x = random_inputs(graph, args.samples, args.rate, args.seed)

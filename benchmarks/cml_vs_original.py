@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.datasets import DatasetError, load_dataset  # noqa: E402
+from core.encoding import encode  # noqa: E402
 from models.cml_net import CMLNet, default_config  # noqa: E402
-from train.data import DatasetError, load_dataset  # noqa: E402
-from train.encoding import encode  # noqa: E402
 from train.loop import encode_indices, lr_at, model_input  # noqa: E402
 
 ORDERS = ("cml", "original")

@@ -16,7 +16,7 @@ binary synapse per summand through the same weights, and balances their latencie
 
 Head: ``gap`` (AvgPool2d over all tokens) of the stream, ``flatten``, ``head`` (Linear, no
 bias), ``output``. The file has extension nodes, so stock ``nir.read`` refuses it;
-``convert.nir_import.read_nir`` reads it.
+``core.nir_ext.read_nir`` reads it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert.nir_builder import NIRBuilder
+from core.errors import ExportError
 
 
 def _unit(b: NIRBuilder, src: str | list[str], name: str, unit: Any) -> list[str]:
@@ -35,7 +36,7 @@ def _unit(b: NIRBuilder, src: str | list[str], name: str, unit: Any) -> list[str
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     """The model (eval mode) as a builder; ``input_shape`` is (C, H, W)."""
     if tuple(int(d) for d in input_shape) != tuple(model.in_shape):
-        raise ValueError(f"DSResNet was built for input {tuple(model.in_shape)}, "
+        raise ExportError(f"DSResNet was built for input {tuple(model.in_shape)}, "
                          f"export asked for {tuple(input_shape)}")
     b = NIRBuilder(tuple(int(d) for d in input_shape))
     h: list[str] = _unit(b, "input", "stem", model.stem)

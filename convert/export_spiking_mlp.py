@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from convert.nir_builder import NIRBuilder, bn_affine
-from targets.ops import conv2d
+from core.errors import ExportError
+from core.ops import conv2d
 
 
 def _np(t: Any) -> np.ndarray:
@@ -134,7 +135,7 @@ def _block(b: NIRBuilder, x: str, h: list[str], blk: Any, grid: tuple[int, int, 
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     """The model (eval mode) as a builder; ``input_shape`` is (C, H, W)."""
     if tuple(int(d) for d in input_shape) != tuple(model.in_shape):
-        raise ValueError(f"SpikingMLP was built for input {tuple(model.in_shape)}, "
+        raise ExportError(f"SpikingMLP was built for input {tuple(model.in_shape)}, "
                          f"export asked for {tuple(input_shape)}")
     b = NIRBuilder(tuple(int(d) for d in input_shape))
     x = "input"

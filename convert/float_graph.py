@@ -1,6 +1,6 @@
 """The float graph: what a NIR file means once import rewrites are done, before quantization.
 
-Same shape as :class:`targets.graph.QGraph` (populations, readouts, one linear map per synapse)
+Same shape as :class:`core.graph.QGraph` (populations, readouts, one linear map per synapse)
 but in float. Synapse weights are in "voltage per unit of integer input": the input encoding's
 scale and NIR's input gain (dt * r / tau) are already folded in, so the quantizer sees one
 number per weight. numpy only.
@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from targets.fixedpoint import max_pool2d, spike_attention
-from targets.graph import InputSpec, topo_order
-from targets.ops import conv2d
+from core.fixedpoint import max_pool2d, spike_attention
+from core.graph import InputSpec, topo_order
+from core.ops import conv2d
 
 
 @dataclass
@@ -59,7 +59,7 @@ class FSynapse:
 @dataclass
 class FSpikeAttention:
     """Spikformer's attention product from three populations (q, k, v) of shape
-    ``(dim, *tokens)``: ``scale * (Q Kᵀ) V`` per head (see targets.graph.SpikeAttention)."""
+    ``(dim, *tokens)``: ``scale * (Q Kᵀ) V`` per head (see core.graph.SpikeAttention)."""
 
     name: str
     sources: tuple[str, str, str]

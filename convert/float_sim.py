@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from convert.float_graph import FGraph, FSpikeAttention
-from targets.graph import INPUT
+from core.graph import INPUT
 
 
 def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.extensions import MaxPool2d, SpikeAttention
-from targets.ops import conv2d, conv2d_out_hw
+from core.errors import ExportError
+from core.nir_ext import MaxPool2d, SpikeAttention
+from core.ops import conv2d, conv2d_out_hw
 
 DT = 1e-3
 
@@ -67,7 +68,7 @@ class NIRBuilder:
     def _name(self, kind: str, name: str | None) -> str:
         if name is not None:
             if name in self.nodes:
-                raise ValueError(f"node name {name!r} used twice")
+                raise ExportError(f"node name {name!r} used twice")
             return name
         i = self._count.get(kind, 0)
         while f"{kind}{i}" in self.nodes:
@@ -80,7 +81,7 @@ class NIRBuilder:
         srcs = [srcs] if isinstance(srcs, str) else list(srcs)
         in_shapes = {self.shapes[s] for s in srcs}
         if len(in_shapes) != 1:
-            raise ValueError(f"{kind}: summed sources have different shapes {in_shapes}")
+            raise ExportError(f"{kind}: summed sources have different shapes {in_shapes}")
         n = self._name(kind, name)
         self.nodes[n] = node
         self.edges += [(s, n) for s in srcs]
@@ -110,7 +111,7 @@ class NIRBuilder:
             b = (b if b is not None else 0.0) * sc + sh
         in_size = int(np.prod(self.shape(src)))
         if w.shape[1] != in_size:
-            raise ValueError(f"linear: weight {w.shape} vs input size {in_size}")
+            raise ExportError(f"linear: weight {w.shape} vs input size {in_size}")
         node = nir.Affine(w, b) if b is not None else nir.Linear(w)
         return self._add("fc", name, node, src, (w.shape[0],))
 
@@ -125,7 +126,7 @@ class NIRBuilder:
                                                module.groups)
             bias = module.bias
             if tuple(_pair(module.dilation)) != (1, 1):
-                raise ValueError("conv: dilation is not supported")
+                raise ExportError("conv: dilation is not supported")
         w = _np(weight)
         b = _np(bias) if bias is not None else np.zeros(w.shape[0])
         stride, padding = _pair(stride), _pair(padding)
@@ -183,7 +184,7 @@ class NIRBuilder:
         (dim, *tokens) (extension node ``neurodeploy.SpikeAttention``); feeds a neuron."""
         shape = self.shape(q)
         if len(shape) < 2 or shape[0] % int(heads):
-            raise ValueError(f"spike_attention: shape {shape} is not (dim, *tokens) with dim "
+            raise ExportError(f"spike_attention: shape {shape} is not (dim, *tokens) with dim "
                              f"divisible by {heads} heads")
         node = SpikeAttention(shape, int(heads), float(scale), [q, k, v])
         return self._add("attention", name, node, [q, k, v], shape)
@@ -206,9 +207,9 @@ class NIRBuilder:
             beta = float(module.beta) if beta is None else beta
             threshold = float(module.threshold) if threshold is None else threshold
         if beta is None or threshold is None:
-            raise ValueError("lif: beta and threshold are needed")
+            raise ExportError("lif: beta and threshold are needed")
         if not 0 < beta < 1:
-            raise ValueError(f"lif: beta={beta} has no finite time constant")
+            raise ExportError(f"lif: beta={beta} has no finite time constant")
         shape = self.shape(src)
         tau = DT / (1.0 - beta)
         node = nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / DT),
@@ -225,7 +226,7 @@ class NIRBuilder:
     def graph(self, metadata: dict[str, Any] | None = None):
         import nir
 
-        from convert.extensions import is_extension
+        from core.nir_ext import is_extension
 
         meta = dict(metadata or {})
         ext = sorted({type(n).__name__ for n in self.nodes.values() if is_extension(n)})

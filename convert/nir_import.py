@@ -29,10 +29,11 @@ from convert.float_graph import (
     FSpikeAttention,
     FSynapse,
 )
-from targets.fixedpoint import max_pool2d
-from targets.graph import INPUT, GraphError, InputSpec
-from targets.ops import conv2d, conv2d_out_hw, pool2d
-from targets.qgraph_io import meta_value
+from core.fixedpoint import max_pool2d
+from core.graph import INPUT, GraphError, InputSpec
+from core.nir_ext import read_nir
+from core.nir_io import meta_value
+from core.ops import conv2d, conv2d_out_hw, pool2d
 
 NEURONS = ("LIF", "CubaLIF", "IF")
 LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
@@ -49,19 +50,6 @@ def _pair(v: Any) -> tuple[int, int]:
 
 def _kind(node: Any) -> str:
     return type(node).__name__
-
-
-def read_nir(path: str | Path):
-    """nir.read with one clear error for anything that is not a readable NIR file."""
-    from convert.extensions import read_nir_any
-
-    p = Path(path)
-    if not p.is_file():
-        raise GraphError(f"{p}: no such file")
-    try:
-        return read_nir_any(str(p))
-    except Exception as e:  # h5py/nir raise many types for a bad file
-        raise GraphError(f"{p}: not a readable NIR file ({type(e).__name__}: {e})") from None
 
 
 class _Importer:
@@ -503,7 +491,7 @@ class _Importer:
 def _balance(nodes: list[str], syns: list[FSynapse]) -> None:
     """Latency balancing: where paths of different depth meet, delay the shorter ones so that
     every input of a node arrives together, as in the trained (zero-latency) model."""
-    from targets.graph import synapse_sources, topo_order
+    from core.graph import synapse_sources, topo_order
 
     lat = {INPUT: 0}
     for n in topo_order(nodes, syns):

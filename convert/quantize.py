@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from convert.float_graph import FConv, FGraph, FPopulation, FSpikeAttention, FSynapse
-from targets import fixedpoint as fx
-from targets.graph import (
+from core import fixedpoint as fx
+from core.cli import check_writable, run_cli
+from core.graph import (
     INPUT,
     Conv,
     Dense,
@@ -33,6 +34,7 @@ from targets.graph import (
     Readout,
     SpikeAttention,
 )
+from core.nir_io import write_qgraph
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
@@ -49,7 +51,8 @@ def _int_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
     clipped = int(np.count_nonzero((q < lo) | (q > hi)))
     q = np.clip(q, lo, hi).astype(np.int64)
     if not np.array_equal(fx.lava_dense_weights(q), q):
-        raise AssertionError("quantized weights would be altered by Lava's truncation")
+        raise GraphError("quantized weights would be altered by Lava's truncation (a bug in the "
+                         "quantizer: please report the graph)")
     return q, clipped
 
 
@@ -328,19 +331,15 @@ def main(argv: list[str] | None = None) -> int:
                     "through the same weights with exponent +b: multiplication-free")
     args = ap.parse_args(argv)
     from convert.nir_import import import_nir
-    from targets.qgraph_io import write_qgraph
 
-    try:
-        qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps),
-                              input_bitplanes=args.input_bitplanes)
-        write_qgraph(args.output, qg, report)
-    except (GraphError, OSError) as e:
-        print(f"convert.quantize: {e}", file=sys.stderr)
-        return 2
+    check_writable(args.output)
+    qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps),
+                          input_bitplanes=args.input_bitplanes)
+    write_qgraph(args.output, qg, report)
     print(format_report(report))
     print(f"wrote {args.output}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("convert.quantize", main))

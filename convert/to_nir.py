@@ -17,6 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from core.cli import check_writable, run_cli
+from core.errors import ExportError
+from core.files import write_atomic
+
 DT = 1e-3
 PRODUCER = "neurodeploy"
 VERSION = "0.1.0"
@@ -28,8 +32,6 @@ LAYOUTS: dict[str, list[str]] = {
 }
 
 
-class ExportError(ValueError):
-    pass
 
 
 def _np(t: Any) -> np.ndarray:
@@ -134,8 +136,8 @@ def graph_metadata(ckpt: dict[str, Any]) -> dict[str, Any]:
 
 
 def checkpoint_to_nir(ckpt: dict[str, Any]):
+    from core.datasets import input_shape
     from models.registry import build_model
-    from train.data import input_shape
 
     model = build_model(ckpt["model"], ckpt["config"])
     try:
@@ -161,21 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     import nir
 
-    from targets.qgraph_io import write_atomic
-    from train.checkpoint import CheckpointError, load_checkpoint
+    from train.checkpoint import load_checkpoint
 
-    out = Path(args.output or Path(args.checkpoint).with_suffix(".nir"))
-    try:
-        ckpt = load_checkpoint(args.checkpoint)
-        g = checkpoint_to_nir(ckpt)
-        write_atomic(out, lambda tmp: nir.write(tmp, g))
-    except (CheckpointError, ExportError, ValueError, OSError) as e:
-        print(f"convert.to_nir: {e}", file=sys.stderr)
-        return 2
+    out = check_writable(args.output or Path(args.checkpoint).with_suffix(".nir"))
+    ckpt = load_checkpoint(args.checkpoint)
+    g = checkpoint_to_nir(ckpt)
+    write_atomic(out, lambda tmp: nir.write(tmp, g))
     print(f"wrote {out} ({len(g.nodes)} nodes, {len(g.edges)} edges; model {ckpt['model']}, "
           f"T={ckpt['timesteps']}, {g.metadata['encoding']} encoding)")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_cli("convert.to_nir", main))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from models.neuron import LIF
 
 ORDERS = ("cml", "original")
@@ -53,7 +54,7 @@ PUBLISHED_CONFIG: dict = {
 
 def default_config(dataset: str) -> dict:
     """Constructor kwargs of the small CMLNet for ``dataset`` (plain types only)."""
-    from train.data import input_shape, num_classes
+    from core.datasets import input_shape, num_classes
 
     h, w = input_shape(dataset)
     return {
@@ -133,16 +134,16 @@ class CMLNet(nn.Module):
         channels = [int(c) for c in channels]
         downsample = [bool(d) for d in downsample]
         if order not in ORDERS:
-            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+            raise ConfigError(f"order must be one of {ORDERS}, got {order!r}")
         if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+            raise ConfigError(f"readout must be one of {READOUTS}, got {readout!r}")
         if not channels or len(channels) != len(downsample):
-            raise ValueError(
+            raise ConfigError(
                 f"channels and downsample need one entry per stage, got {channels} and {downsample}"
             )
         f = 2 ** sum(downsample)
         if len(in_shape) != 3 or in_shape[1] % f or in_shape[2] % f:
-            raise ValueError(
+            raise ConfigError(
                 f"CMLNet in_shape must be (C, H, W) with H and W divisible by {f} "
                 f"({sum(downsample)} downsampling stages), got {in_shape}"
             )
@@ -179,7 +180,7 @@ class CMLNet(nn.Module):
         if x.dim() == 4 and self.in_shape[0] == 1:
             x = x.unsqueeze(2)
         if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"CMLNet expects input [T, B, {', '.join(map(str, self.in_shape))}], "
                 f"got shape {tuple(x.shape)}"
             )

@@ -37,8 +37,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import ConfigError
+from core.fixedpoint import spike_attention
 from models.neuron import LIF
-from targets.fixedpoint import spike_attention
 
 # Spikformer-4-384 scale on CIFAR (32x32 -> 8x8 tokens); for GPU users, not trained here.
 PUBLISHED_CONFIG: dict = {
@@ -58,7 +59,7 @@ PUBLISHED_CONFIG: dict = {
 
 def default_config(dataset: str) -> dict:
     """Constructor kwargs of the small CMLSpikformer for ``dataset`` (plain types only)."""
-    from train.data import input_shape, num_classes
+    from core.datasets import input_shape, num_classes
 
     h, w = input_shape(dataset)
     return {
@@ -124,7 +125,7 @@ class Block(nn.Module):
     ):
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by {heads} heads")
+            raise ConfigError(f"dim {dim} is not divisible by {heads} heads")
         self.heads = int(heads)
         self.attn_scale = float(attn_scale)
         self.q = ConvBNLIF(dim, dim, 1, beta, threshold)
@@ -137,7 +138,7 @@ class Block(nn.Module):
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``attn_scale * (q kᵀ) v`` per head on spike maps [T, B, dim, H, W] (the arithmetic
-        of targets.fixedpoint.spike_attention, here in float with gradients)."""
+        of core.fixedpoint.spike_attention, here in float with gradients)."""
         shape = q.shape
         flat = [x.reshape(*shape[:3], -1) for x in (q, k, v)]
         return (spike_attention(*flat, self.heads) * self.attn_scale).reshape(shape)
@@ -183,14 +184,14 @@ class CMLSpikformer(nn.Module):
         in_shape = tuple(int(d) for d in in_shape)
         chans = [int(c) for c in tokenizer_channels] + [int(dim)]
         if len(chans) < 2:
-            raise ValueError("the tokenizer needs at least two stages (both downsample)")
+            raise ConfigError("the tokenizer needs at least two stages (both downsample)")
         if len(in_shape) != 3 or in_shape[1] % 4 or in_shape[2] % 4:
-            raise ValueError(
+            raise ConfigError(
                 f"CMLSpikformer in_shape must be (C, H, W) with H and W divisible "
                 f"by 4 (two CML downsamplings), got {in_shape}"
             )
         if int(depth) < 1:
-            raise ValueError("depth must be at least 1")
+            raise ConfigError("depth must be at least 1")
         self.in_shape = in_shape
         self.dim = int(dim)
         self.heads = int(heads)
@@ -217,7 +218,7 @@ class CMLSpikformer(nn.Module):
         if x.dim() == 4 and self.in_shape[0] == 1:
             x = x.unsqueeze(2)
         if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"CMLSpikformer expects input [T, B, {', '.join(map(str, self.in_shape))}], "
                 f"got shape {tuple(x.shape)}"
             )

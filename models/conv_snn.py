@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from models.neuron import LIF
 
 
@@ -38,7 +39,7 @@ class ConvSNN(nn.Module):
         super().__init__()
         in_shape = tuple(int(d) for d in in_shape)
         if len(in_shape) != 3 or in_shape[1] % 4 or in_shape[2] % 4:
-            raise ValueError(
+            raise ConfigError(
                 f"ConvSNN in_shape must be (C, H, W) with H and W divisible by 4, got {in_shape}"
             )
         self.in_shape = in_shape
@@ -60,7 +61,7 @@ class ConvSNN(nn.Module):
         if x.dim() == 4 and self.in_shape[0] == 1:
             x = x.unsqueeze(2)
         if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"ConvSNN expects input [T, B, {', '.join(map(str, self.in_shape))}], "
                 f"got shape {tuple(x.shape)}"
             )

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.datasets import input_shape, num_classes
+from core.errors import ConfigError
 from models.neuron import validate_beta
-from train.data import input_shape, num_classes
 
 MLF_THRESHOLDS = (0.6, 1.6, 2.6)
 MLF_BETA = 0.25
@@ -143,10 +144,10 @@ class MLF(nn.Module):
         super().__init__()
         self.thresholds = tuple(float(t) for t in thresholds)
         if not self.thresholds or any(t <= 0 for t in self.thresholds):
-            raise ValueError(f"MLF thresholds must be positive, got {thresholds!r}")
+            raise ConfigError(f"MLF thresholds must be positive, got {thresholds!r}")
         self.beta = validate_beta(beta)
         if not surrogate_width > 0:
-            raise ValueError(f"surrogate_width must be positive, got {surrogate_width!r}")
+            raise ConfigError(f"surrogate_width must be positive, got {surrogate_width!r}")
         self.surrogate_width = float(surrogate_width)
         self.detach_reset = bool(detach_reset)
 
@@ -160,7 +161,7 @@ class MLF(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() < 2:
-            raise ValueError(f"MLF expects time-major input [T, B, ...], got {tuple(x.shape)}")
+            raise ConfigError(f"MLF expects time-major input [T, B, ...], got {tuple(x.shape)}")
         th = torch.tensor(self.thresholds, dtype=x.dtype, device=x.device)
         th = th.reshape(self.levels, *([1] * (x.dim() - 1)))
         return _MLFFunction.apply(x.contiguous(), th, self.beta, self.surrogate_width,
@@ -298,11 +299,11 @@ class DSResNet(nn.Module):
         blocks = [int(n) for n in blocks]
         strides = [int(s) for s in strides]
         if len(in_shape) != 3:
-            raise ValueError(f"DSResNet in_shape must be (C, H, W), got {in_shape}")
+            raise ConfigError(f"DSResNet in_shape must be (C, H, W), got {in_shape}")
         if not (len(widths) == len(blocks) == len(strides)) or not widths:
-            raise ValueError("widths, blocks and strides need one entry per stage")
+            raise ConfigError("widths, blocks and strides need one entry per stage")
         if any(n < 1 for n in blocks) or any(w < 1 for w in widths):
-            raise ValueError("every stage needs at least one block and one channel")
+            raise ConfigError("every stage needs at least one block and one channel")
         self.in_shape = in_shape
         self.arch = {"widths": widths, "blocks": blocks, "strides": strides}
         mlf_kw = {"thresholds": tuple(thresholds), "beta": beta,
@@ -343,7 +344,7 @@ class DSResNet(nn.Module):
         if x.dim() == 4 and self.in_shape[0] == 1:
             x = x.unsqueeze(2)
         if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"DSResNet expects input [T, B, {', '.join(map(str, self.in_shape))}], "
                 f"got shape {tuple(x.shape)}"
             )

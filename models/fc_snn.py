@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import ConfigError
 from models.neuron import LIF
 
 
@@ -36,7 +37,8 @@ class FCSNN(nn.Module):
         if x.dim() > 3:
             x = x.flatten(2)
         if x.dim() != 3 or x.shape[-1] != self.n_in:
-            raise ValueError(f"FCSNN expects input [T, B, {self.n_in}], got shape {tuple(x.shape)}")
+            raise ConfigError(
+                f"FCSNN expects input [T, B, {self.n_in}], got shape {tuple(x.shape)}")
         s1 = self.lif1(self.fc1(x))
         logits = self.fc2(s1).mean(0)
         if return_spikes:

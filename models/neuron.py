@@ -21,22 +21,24 @@ import math
 import torch
 from torch import nn
 
+from core.errors import ConfigError
+
 DECAY_DENOMINATOR = 4096
 
 
 def validate_beta(beta: float) -> float:
-    """Return ``beta`` as float, or raise ValueError if it is not k/4096 with 0 < k <= 4096."""
+    """Return ``beta`` as float, or raise ConfigError if it is not k/4096 with 0 < k <= 4096."""
     try:
         b = float(beta)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"beta must be a number, got {beta!r}") from e
+        raise ConfigError(f"beta must be a number, got {beta!r}") from e
     k = b * DECAY_DENOMINATOR
     if not math.isfinite(b) or k != round(k) or not 0 < k <= DECAY_DENOMINATOR:
         hint = ""
         if math.isfinite(b):
             nearest = min(max(round(k), 1), DECAY_DENOMINATOR)
             hint = f" (nearest valid: {nearest}/{DECAY_DENOMINATOR})"
-        raise ValueError(
+        raise ConfigError(
             f"beta must be a multiple of 1/{DECAY_DENOMINATOR} in (0, 1] so that it is exact "
             f"on the chip, got {beta!r}{hint}"
         )
@@ -92,7 +94,7 @@ class LIF(nn.Module):
 
     def forward(self, x: torch.Tensor, return_voltage: bool = False):
         if x.dim() < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"LIF expects time-major input [T, B, ...], got shape {tuple(x.shape)}"
             )
         v = torch.zeros_like(x[0])

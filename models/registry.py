@@ -6,7 +6,8 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from train.data import input_shape, num_classes
+from core.datasets import input_shape, num_classes
+from core.errors import ConfigError
 
 if TYPE_CHECKING:  # torch is imported by the model modules only, so listing names stays light
     from torch import nn
@@ -39,7 +40,7 @@ MODELS: Mapping[str, type[nn.Module]] = _Registry()
 
 def _check(name: str) -> None:
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
 
 
 def build_model(name: str, config: dict) -> nn.Module:
@@ -48,7 +49,7 @@ def build_model(name: str, config: dict) -> nn.Module:
     try:
         return MODELS[name](**dict(config))
     except TypeError as e:
-        raise ValueError(f"bad config for model {name!r}: {e}") from e
+        raise ConfigError(f"bad config for model {name!r}: {e}") from e
 
 
 def default_config(name: str, dataset: str) -> dict:

@@ -41,8 +41,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.datasets import input_shape, num_classes
+from core.errors import ConfigError
 from models.neuron import LIF
-from train.data import input_shape, num_classes
 
 # The authors' ImageNet configurations (models/configs.py of github.com/BugMaker-Boyan/Mixer-SNN;
 # the patch-cell net needs 2 * dim divisible by 3). For GPU users; the exporter's dense token
@@ -120,7 +121,7 @@ class PatchCell(nn.Module):
     def __init__(self, c_in: int, c_out: int, lif: dict):
         super().__init__()
         if c_out % 3:
-            raise ValueError(f"spiking patch encoding needs a width divisible by 3, got {c_out}")
+            raise ConfigError(f"spiking patch encoding needs a width divisible by 3, got {c_out}")
         n = c_out // 3
         self.branch = nn.ModuleList([ConvBN(c_in, n, 3, 2, 1) for _ in range(3)])
         self.mix12 = ConvBN(n, n, 3, 1, 1)
@@ -232,12 +233,12 @@ class SpikingMLP(nn.Module):
         in_shape = tuple(int(d) for d in in_shape)
         depths = tuple(int(d) for d in depths)
         if len(in_shape) != 3 or in_shape[1] % patch or in_shape[2] % patch:
-            raise ValueError(
+            raise ConfigError(
                 f"SpikingMLP in_shape must be (C, H, W) with H, W divisible by "
                 f"patch={patch}, got {in_shape}"
             )
         if not depths or min(depths) < 1:
-            raise ValueError(f"depths must be positive block counts, got {depths}")
+            raise ConfigError(f"depths must be positive block counts, got {depths}")
         self.in_shape = in_shape
         self.patch = int(patch)
         self.depths = depths
@@ -280,7 +281,7 @@ class SpikingMLP(nn.Module):
         if x.dim() == 4 and self.in_shape[0] == 1:
             x = x.unsqueeze(2)
         if x.dim() != 5 or tuple(x.shape[2:]) != self.in_shape:
-            raise ValueError(
+            raise ConfigError(
                 f"SpikingMLP expects input [T, B, {', '.join(map(str, self.in_shape))}], "
                 f"got shape {tuple(x.shape)}"
             )

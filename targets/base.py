@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from targets.graph import QGraph
+from core.errors import UserError
+from core.graph import QGraph
 
 
 @dataclass
@@ -30,17 +31,17 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
     x = np.asarray(inputs)
     want = (graph.timesteps, *graph.input.shape)
     if x.ndim < 2 or int(np.prod(x.shape[2:])) != graph.input.size or x.shape[1] != want[0]:
-        raise ValueError(
+        raise UserError(
             f"inputs must be [sample, timestep, *{graph.input.shape}] with "
             f"{graph.timesteps} timesteps; got {x.shape}"
         )
     exact = np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_
     if not exact and not np.all(x == np.round(x)):
-        raise ValueError("inputs must be integers (spikes 0/1 or graded values)")
+        raise UserError("inputs must be integers (spikes 0/1 or graded values)")
     x = x.astype(np.int64).reshape(x.shape[0], x.shape[1], graph.input.size)
     lo, hi = (0, graph.input.max_value)
     if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(
+        raise UserError(
             f"input values must lie in [{lo}, {hi}] for a {graph.input.kind} input; "
             f"got [{x.min()}, {x.max()}]"
         )
@@ -53,7 +54,7 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
 def readout_scores(graph: QGraph, readouts: dict[str, np.ndarray]) -> np.ndarray:
     """Class scores: the single readout summed over time plus its per-step bias."""
     if len(graph.readouts) != 1:
-        raise ValueError(f"classification needs one readout, graph has {len(graph.readouts)}")
+        raise UserError(f"classification needs one readout, graph has {len(graph.readouts)}")
     (name, r), = graph.readouts.items()
     total = readouts[name].sum(axis=1)
     if r.bias is not None:
@@ -69,5 +70,5 @@ def unpipeline(raw: np.ndarray, latency: int, n_samples: int, timesteps: int) ->
     """
     need = n_samples * timesteps + latency
     if raw.shape[0] < need:
-        raise ValueError(f"timeline has {raw.shape[0]} steps, needs {need}")
+        raise UserError(f"timeline has {raw.shape[0]} steps, needs {need}")
     return raw[latency : latency + n_samples * timesteps].reshape(n_samples, timesteps, -1)

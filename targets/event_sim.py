@@ -1,6 +1,6 @@
 """Our event-driven simulator of the deployed chip (numpy/scipy only: no torch).
 
-It executes a :class:`~targets.graph.QGraph` the way the chip does, not the way the model was
+It executes a :class:`~core.graph.QGraph` the way the chip does, not the way the model was
 trained (see docs/event_sim.md):
 
 - one global timeline: samples run back to back, input step t of sample s is emitted at global
@@ -10,7 +10,7 @@ trained (see docs/event_sim.md):
   in a ring buffer of depth ``1 + delay``; it reaches the target's ``u`` at step k+1+delay;
 - every population resets ``u`` and ``v`` to 0 at the global steps where
   ``(step - latency) % T == 0``, i.e. exactly when the first input of its next sample arrives;
-- every neuron is updated with :func:`targets.fixedpoint.lif_step` at every step (the bias
+- every neuron is updated with :func:`core.fixedpoint.lif_step` at every step (the bias
   integrates even when nothing arrives, as on the chip);
 - the run lasts ``n*T + depth`` steps, then each record is cut back to [sample, timestep] with
   :func:`targets.base.unpipeline` and the node's latency.
@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
+from core.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
+from core.ops import conv2d_out_hw
 from targets.base import RunResult, check_inputs, unpipeline
-from targets.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
-from targets.ops import conv2d_out_hw
 
 # float64 accumulates integers exactly below this magnitude (np.bincount sums in float64).
 _EXACT = 2**53
@@ -253,7 +253,7 @@ class _Synapse:
 
 
 class _AttentionSynapse:
-    """A :class:`~targets.graph.SpikeAttention` being simulated: the same delivery ring buffer
+    """A :class:`~core.graph.SpikeAttention` being simulated: the same delivery ring buffer
     as :class:`_Synapse`, fed with the spikes its three sources (q, k, v; same latency) emit
     at one step.
 
@@ -483,7 +483,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from targets.runner import add_common_args, prepare, report_run
+    from targets.cli import add_common_args, prepare, report_run
 
     ap = argparse.ArgumentParser(
         prog="python -m targets.event_sim",
@@ -518,6 +518,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from targets.runner import cli
+    from core.cli import run_cli
 
-    sys.exit(cli("event_sim", main))
+    sys.exit(run_cli("event_sim", main))

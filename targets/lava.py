@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.graph import QGraph
 from targets.base import RunResult, check_inputs
-from targets.graph import QGraph
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "NEURODEPLOY_LAVA_PYTHON"
@@ -77,8 +77,8 @@ def run(
         return lava_target.run(graph, x, chunk=chunk, record_state=record_state,
                                progress=progress)
 
-    from targets.qgraph_io import write_qgraph
-    from targets.runner import load_record
+    from core.nir_io import write_qgraph
+    from targets.records import load_record
 
     py = lava_python()
     with tempfile.TemporaryDirectory(prefix="neurodeploy-lava-") as tmp:

@@ -30,7 +30,7 @@ def _fix_sys_path() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from targets.runner import add_common_args
+    from targets.cli import add_common_args
 
     ap = argparse.ArgumentParser(
         prog="python targets/lava_sim.py",
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from targets import lava_target
-    from targets.runner import prepare, report_run
+    from targets.cli import prepare, report_run
 
     ap = build_parser()
     args = ap.parse_args(argv)
@@ -96,9 +96,9 @@ def _reexec_in_lava_env(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     _fix_sys_path()
+    from core.cli import run_cli
     from targets.lava import lava_available
-    from targets.runner import cli
 
     if not lava_available():
-        sys.exit(cli(PROG, _reexec_in_lava_env, sys.argv[1:]))
-    sys.exit(cli(PROG, main))
+        sys.exit(run_cli(PROG, _reexec_in_lava_env, sys.argv[1:]))
+    sys.exit(run_cli(PROG, main))

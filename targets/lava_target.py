@@ -36,9 +36,9 @@ import warnings
 
 import numpy as np
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
+from core.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
 from targets.base import RunResult, check_inputs, unpipeline
-from targets.graph import INPUT, Conv, Dense, GraphError, QGraph, SpikeAttention
 
 RUN_TAG = "fixed_pt"
 MAX_DENSE_DELAY = 63  # DelayDense: Loihi 2 has 6 bits of synaptic delay
@@ -99,7 +99,7 @@ def _mixed_odd(w: np.ndarray) -> bool:
 def conv_matrix(s: Conv) -> np.ndarray:
     """The dense matrix [prod(conv_shape), prod(in_shape)] (our C-order on both sides) of a
     Conv synapse's cross-correlation, before any max pooling."""
-    from targets.ops import conv2d
+    from core.ops import conv2d
 
     n_in = int(np.prod(s.in_shape))
     basis = np.eye(n_in, dtype=np.int64).reshape(n_in, *s.in_shape)
@@ -237,7 +237,7 @@ _ATTN: dict[str, type] = {}
 
 
 def _attention_process() -> type:
-    """A Lava process for :class:`targets.graph.SpikeAttention`: InPorts ``q_in``, ``k_in``,
+    """A Lava process for :class:`core.graph.SpikeAttention`: InPorts ``q_in``, ``k_in``,
     ``v_in`` (the three populations' spikes, each in its node's Lava layout) and OutPort
     ``a_out`` (the target's layout). Like Dense it outputs at every step what it computed at
     the step before (a one-step buffer, ``1 + delay`` deep with a balancing delay)."""

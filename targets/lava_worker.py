@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk < 1:
         ap.error("--chunk must be at least 1")
 
+    from convert import load_graph
     from targets import lava_target
-    from targets.qgraph_io import load_graph
-    from targets.runner import save_record
+    from targets.records import save_record
 
     lava_target.import_lava()  # before anything sets a multiprocessing context
     graph, _ = load_graph(args.graph)
@@ -48,6 +48,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from targets.runner import cli
+    from core.cli import run_cli
 
-    sys.exit(cli("lava_worker", main))
+    sys.exit(run_cli("lava_worker", main))

@@ -2,7 +2,7 @@
 
 No synaptic latency here: layer l at step t sees layer l-1 at step t, exactly as the model was
 trained. The deployed targets must reproduce these records after removing their latency. The
-arithmetic is targets/fixedpoint.py applied to torch tensors (int64); matrix products and
+arithmetic is core/fixedpoint.py applied to torch tensors (int64); matrix products and
 convolutions run in float64, which is exact for these integer magnitudes (< 2**53), and are
 rounded back to int64.
 """
@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
+from core.graph import INPUT, Conv, QGraph, SpikeAttention
 from targets.base import RunResult, check_inputs
-from targets.graph import INPUT, Conv, QGraph, SpikeAttention
 
 _EXACT = 2**53
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
+from core.errors import UserError
+from core.graph import QGraph
 from targets.base import RunResult
-from targets.graph import QGraph
 
 # One line per target: adding a target is one module with run(graph, inputs, ...) and one entry.
 TARGETS = {
@@ -32,7 +33,7 @@ TARGETS = {
 
 def get_target(name: str):
     if name not in TARGETS:
-        raise ValueError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+        raise UserError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
     return importlib.import_module(TARGETS[name])
 
 
@@ -119,7 +120,7 @@ def run_targets(graph: QGraph, inputs: np.ndarray, targets: list[str], *,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from targets.runner import accuracy, add_common_args, prepare
+    from targets.cli import accuracy, add_common_args, prepare
 
     ap = argparse.ArgumentParser(
         prog="python -m targets.verify",
@@ -133,10 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if len(targets) < 2:
-        raise ValueError("--targets needs at least two targets to compare")
+        raise UserError("--targets needs at least two targets to compare")
     for t in targets:
         if t not in TARGETS:
-            raise ValueError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
+            raise UserError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
     prep = prepare(args)
     g = prep.graph
     results, walls = run_targets(g, prep.inputs, targets, progress=not args.no_progress)
@@ -174,6 +175,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from targets.runner import cli
+    from core.cli import run_cli
 
-    sys.exit(cli("targets.verify", main))
+    sys.exit(run_cli("targets.verify", main))

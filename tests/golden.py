@@ -6,10 +6,10 @@ import hashlib
 
 import numpy as np
 
+from core.datasets import load_dataset
+from core.encoding import encode_as_recorded
+from core.graph import QGraph
 from targets.base import RunResult
-from targets.graph import QGraph
-from targets.runner import encode_as_recorded
-from train.data import load_dataset
 
 SAMPLES = 16
 

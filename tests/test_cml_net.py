@@ -13,14 +13,15 @@ import torch.nn.functional as F
 import train.loop as loop
 from convert.export_cml_net import export
 from convert.float_sim import simulate
-from convert.nir_import import import_nir, read_nir
+from convert.nir_import import import_nir
 from convert.quantize import quantize
 from convert.to_nir import checkpoint_to_nir
+from core.datasets import load_dataset
+from core.encoding import encode, input_scale
+from core.nir_ext import read_nir
 from models.cml_net import PUBLISHED_CONFIG, CMLNet, default_config
 from targets import event_sim, torch_ref
 from targets.base import readout_scores
-from train.data import load_dataset
-from train.encoding import encode, input_scale
 from train.loop import model_input
 
 T = 4

@@ -14,18 +14,16 @@ import torch
 import torch.nn.functional as F
 
 import train.loop as loop
+from convert import load_graph
 from convert.export_cml_spikformer import export
 from convert.float_sim import simulate
-from convert.mfi import DYNAMIC_PRODUCT, certificate, format_certificate
 from convert.nir_builder import NIRBuilder
-from convert.nir_import import import_nir, read_nir
+from convert.nir_import import import_nir
 from convert.quantize import quantize
 from convert.to_nir import checkpoint_to_nir, graph_metadata
-from models.cml_spikformer import PUBLISHED_CONFIG, CMLSpikformer, default_config
-from targets import event_sim, lava, torch_ref
-from targets import fixedpoint as fx
-from targets.base import readout_scores
-from targets.graph import (
+from core import fixedpoint as fx
+from core.encoding import input_scale
+from core.graph import (
     Conv,
     Dense,
     GraphError,
@@ -35,8 +33,12 @@ from targets.graph import (
     Readout,
     SpikeAttention,
 )
-from targets.qgraph_io import load_graph, write_qgraph
-from train.encoding import input_scale
+from core.nir_ext import read_nir
+from core.nir_io import write_qgraph
+from models.cml_spikformer import PUBLISHED_CONFIG, CMLSpikformer, default_config
+from targets import event_sim, lava, torch_ref
+from targets.base import readout_scores
+from targets.mfi import DYNAMIC_PRODUCT, certificate, format_certificate
 from train.loop import model_input
 
 T = 4

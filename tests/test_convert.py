@@ -9,17 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from convert import load_graph
 from convert.float_graph import FConv
 from convert.float_sim import simulate
-from convert.nir_import import _Importer, import_nir, read_nir
+from convert.nir_import import _Importer, import_nir
 from convert.quantize import quantize
 from convert.to_nir import checkpoint_to_nir
+from core import fixedpoint as fx
+from core.datasets import load_dataset
+from core.encoding import encode, input_scale
+from core.graph import GraphError
+from core.nir_ext import read_nir
+from core.nir_io import from_nir, to_nir
 from models.registry import build_model, default_config
-from targets import fixedpoint as fx
-from targets.graph import GraphError
-from targets.qgraph_io import from_nir, load_graph, to_nir
-from train.data import load_dataset
-from train.encoding import encode, input_scale
 from train.loop import model_input
 
 ROOT = Path(__file__).resolve().parents[1]

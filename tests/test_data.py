@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from train.data import (
+from core.datasets import (
     DATASETS,
     FASHION_MNIST_ENV,
     DatasetError,
@@ -15,7 +15,7 @@ from train.data import (
     load_dataset,
     read_idx,
 )
-from train.encoding import INPUT_SCALE, encode, input_scale
+from core.encoding import INPUT_SCALE, encode, input_scale
 
 
 def test_digits_shapes_dtypes_and_split():
@@ -45,7 +45,7 @@ def test_digits_split_is_deterministic_and_disjoint():
     assert len(set(seen)) >= 1790  # (a few digit images are exact duplicates)
     # a fresh process gives the same split
     code = (
-        "from train.data import load_dataset; x, y = load_dataset('digits', 'val');"
+        "from core.datasets import load_dataset; x, y = load_dataset('digits', 'val');"
         "print(int(y[:50] @ __import__('numpy').arange(50)), int(x.sum()))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -185,8 +185,8 @@ def test_encoding_errors():
 
 def test_data_and_encoding_do_not_import_torch():
     code = (
-        "import sys; import train.data, train.encoding;"
-        "train.encoding.encode(train.data.load_dataset('digits', 'val')[0], 'rate', 2);"
+        "import sys; import core.datasets, core.encoding;"
+        "core.encoding.encode(core.datasets.load_dataset('digits', 'val')[0], 'rate', 2);"
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

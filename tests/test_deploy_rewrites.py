@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from convert.mfi import certificate
+from convert import load_graph
 from convert.nir_builder import NIRBuilder
-from convert.nir_import import import_nir, read_nir
+from convert.nir_import import import_nir
 from convert.quantize import quantize
+from core.nir_ext import read_nir
+from core.nir_io import write_qgraph
 from targets import torch_ref
-from targets.qgraph_io import load_graph, write_qgraph
+from targets.mfi import certificate
 from tests.golden import golden_inputs
 
 DATA = Path(__file__).parent / "data"

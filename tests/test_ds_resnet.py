@@ -8,9 +8,9 @@ import torch
 
 from convert.export_ds_resnet import export
 from convert.float_sim import simulate
-from convert.mfi import certificate
 from convert.nir_import import import_nir
 from convert.quantize import quantize
+from core.graph import INPUT
 from models.ds_resnet import (
     MLF,
     DSResNet,
@@ -22,7 +22,7 @@ from models.ds_resnet import (
     tiny_config,
 )
 from targets import event_sim, torch_ref
-from targets.graph import INPUT
+from targets.mfi import certificate
 
 T = 4
 SHAPE = (1, 8, 8)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core import fixedpoint as fx
+from core.graph import Conv, Dense, InputSpec, LIFPopulation, QGraph, Readout
+from core.ops import conv2d
 from targets import event_sim
-from targets import fixedpoint as fx
 from targets.base import check_inputs
-from targets.graph import Conv, Dense, InputSpec, LIFPopulation, QGraph, Readout
-from targets.ops import conv2d
 
 
 def _tiny_graph() -> QGraph:
@@ -275,8 +275,8 @@ def test_bad_inputs_are_refused():
 
 
 def test_cli_runs_an_integer_nir_file(tmp_path, capsys):
-    pytest.importorskip("targets.runner")
-    from targets.qgraph_io import write_qgraph
+    pytest.importorskip("targets.cli")
+    from core.nir_io import write_qgraph
 
     g = _tiny_graph()
     model = tmp_path / "tiny.nir"
@@ -487,7 +487,7 @@ def test_golden_models_with_bitplane_input_equal_torch_ref(model):
     pytest.importorskip("targets.torch_ref")
     from pathlib import Path
 
-    from targets.qgraph_io import load_graph
+    from convert import load_graph
     from tests.golden import golden_inputs
 
     data = Path(__file__).parent / "data"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
 
 
 def test_decay_u_plus_one_and_truncation_toward_zero():

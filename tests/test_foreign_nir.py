@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from convert import load_graph
 from targets import event_sim, torch_ref
-from targets.qgraph_io import load_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from convert import load_graph
 from targets import event_sim, torch_ref
-from targets.qgraph_io import load_graph
 from tests.golden import golden_inputs, record_hashes
 
 DATA = Path(__file__).parent / "data"

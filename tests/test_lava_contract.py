@@ -1,10 +1,10 @@
-"""targets/fixedpoint.py (the contract) pinned against real Lava runs, case by case.
+"""core/fixedpoint.py (the contract) pinned against real Lava runs, case by case.
 
 All cases run in ONE Lava-environment process (tests/lava_scripts/contract_cases.py): Lava's
 startup and network compilation dominate, so the cases share one network of stock processes
 (part 1) plus four targets.lava_target networks (part 2). Each case below is one comparison
 of Lava's spikes, u and v (step by step) or Dense outputs / read-back weights against a pure
-targets.fixedpoint loop; see the script for how each case is built.
+core.fixedpoint loop; see the script for how each case is built.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from targets import lava, torch_ref
-from targets.runner import load_record
+from targets.records import load_record
 from tests.lava_scripts.lava_test_graphs import (
     delay_pool_graph,
     mixed_graph,
@@ -70,7 +70,7 @@ def test_delays_and_max_pool_match_torch_ref():
 def test_lava_sim_script_mlp_matches_torch_ref(tmp_path):
     """The user-facing script, started from the main env (re-executes itself in .venv-lava):
     binary-input MLP, T=6, records saved with --record equal torch_ref's."""
-    from targets.qgraph_io import write_qgraph
+    from core.nir_io import write_qgraph
 
     g = mlp_graph(timesteps=6, seed=3)
     x = random_inputs(g, 4, seed=2, rate=0.4)

@@ -7,16 +7,16 @@ import torch
 from torch import nn
 
 from convert.float_sim import simulate
-from convert.mfi import certificate
 from convert.nir_import import import_nir
 from convert.quantize import quantize
 from convert.to_nir import export_model
+from core.datasets import load_dataset
+from core.encoding import encode, input_scale
+from core.graph import INPUT
 from models import registry
 from models.spiking_mlp import PatchCell, SpikingMLP, default_config, tiny_config
 from targets import event_sim, torch_ref
-from targets.graph import INPUT
-from train.data import load_dataset
-from train.encoding import encode, input_scale
+from targets.mfi import certificate
 from train.loop import model_input
 
 T = 4

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from core.datasets import load_dataset
+from core.encoding import encode
 from train.checkpoint import load_checkpoint, model_from_checkpoint
-from train.data import load_dataset
-from train.encoding import encode
 from train.loop import encode_indices, evaluate, lr_at, model_input, train_model
 
 ROOT = Path(__file__).resolve().parents[1]

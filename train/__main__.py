@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from core.datasets import DATASETS
+from core.encoding import ENCODINGS
 from models.registry import MODELS  # names only: does not import torch
-from train.data import DATASETS
-from train.encoding import ENCODINGS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -151,10 +151,6 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.quiet,
             log=(lambda s: None) if args.quiet else None,
         )
-    except ValueError as e:  # DatasetError, CheckpointError and bad arguments
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"python -m train: error: {msg}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         out = Path(args.output)
         if out.is_file() and out.stat().st_mtime >= started:
@@ -171,4 +167,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from core.cli import run_cli
+
+    sys.exit(run_cli("python -m train", main))

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import torch
 
+from core.errors import CheckpointError
+
 FORMAT = "neurodeploy.ckpt"
 VERSION = 1
 PRODUCER = "neurodeploy 0.1.0"
 REQUIRED_KEYS = ("model", "config", "state_dict", "dataset", "encoding", "timesteps")
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message is one sentence saying why."""
 
 
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:

@@ -21,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from core.datasets import DATASETS, DatasetError, load_dataset
+from core.encoding import ENCODINGS, encode, input_scale
+from core.errors import UserError
 from models.registry import MODELS, build_model, default_config
 from train.checkpoint import (
     FORMAT,
@@ -30,8 +33,6 @@ from train.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from train.data import DATASETS, DatasetError, load_dataset
-from train.encoding import ENCODINGS, encode, input_scale
 
 
 def model_input(model_name: str, encoded: np.ndarray, kind: str) -> torch.Tensor:
@@ -50,7 +51,7 @@ def _model_name(model: nn.Module) -> str:
     for name, cls in MODELS.items():
         if type(model) is cls:
             return name
-    raise ValueError(f"model of type {type(model).__name__} is not a registered model")
+    raise UserError(f"model of type {type(model).__name__} is not a registered model")
 
 
 def encode_indices(
@@ -181,28 +182,28 @@ def train_model(
         limit = resume_state.get("limit", limit)
 
     if model_name not in MODELS:
-        raise ValueError(f"unknown model {model_name!r}; valid models: {', '.join(MODELS)}")
+        raise UserError(f"unknown model {model_name!r}; valid models: {', '.join(MODELS)}")
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
     if encoding not in ENCODINGS:
-        raise ValueError(f"unknown encoding {encoding!r}; valid encodings: {', '.join(ENCODINGS)}")
+        raise UserError(f"unknown encoding {encoding!r}; valid encodings: {', '.join(ENCODINGS)}")
     for label, value, low in (
         ("epochs", epochs, 0),
         ("timesteps", timesteps, 1),
         ("batch size", batch_size, 1),
     ):
         if int(value) != value or value < low:
-            raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+            raise UserError(f"{label} must be an integer >= {low}, got {value!r}")
     if limit is not None and (int(limit) != limit or limit < 1):
-        raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        raise UserError(f"limit must be a positive integer, got {limit!r}")
     if not (lr > 0 and math.isfinite(lr)):
-        raise ValueError(f"learning rate must be a positive number, got {lr!r}")
+        raise UserError(f"learning rate must be a positive number, got {lr!r}")
     if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
+        raise UserError(f"unknown schedule {schedule!r}; valid: {', '.join(SCHEDULES)}")
     _check_output(out_path)
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads!r}")
+            raise UserError(f"threads must be >= 1, got {threads!r}")
         torch.set_num_threads(int(threads))
 
     train_x, train_y = load_dataset(dataset, "train")

@@ -51,7 +51,7 @@ MODELS = {
 def main() -> None:
     """``--rehash``: keep the committed models, recompute only the hashes (for a deliberate
     change of quantization or arithmetic, named in the commit message)."""
-    from targets.qgraph_io import load_graph
+    from convert import load_graph
 
     rehash = "--rehash" in sys.argv[1:]
     only = next((a.split("=", 1)[1].split(",") for a in sys.argv[1:]

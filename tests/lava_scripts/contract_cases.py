@@ -1,4 +1,4 @@
-"""Pin targets/fixedpoint.py against real Lava (run in .venv-lava by tests/test_lava_contract.py).
+"""Pin core/fixedpoint.py against real Lava (run in .venv-lava by tests/test_lava_contract.py).
 
     .venv-lava/bin/python tests/lava_scripts/contract_cases.py out.json
 
@@ -7,13 +7,13 @@ LIF, LIFReset; Loihi2SimCfg fixed_pt), one branch per edge case, runs it one ste
 and reads ``u`` and ``v`` with ``Var.get()`` after every step, the spikes from sink
 RingBuffers, the Dense outputs from sinks fed by the Dense directly, and the weights Lava
 actually used (``dense.weights.get()``). Each branch is compared with a pure loop over
-targets.fixedpoint (``lif_step``, ``dense_output``, ``lava_dense_weights``).
+core.fixedpoint (``lif_step``, ``dense_output``, ``lava_dense_weights``).
 
 Part 2 runs small QGraphs through targets.lava_target (conv kernel flip/transposition with
 stride, padding, groups and non-square kernels; layouts; graded input; pipelined samples with
 LIFReset offsets; chunking; state recording; bit-plane inputs with source slices and convs
 run as dense maps) and compares every record with the numpy reference
-(targets.ops.conv2d cross-correlation + fixedpoint).
+(core.ops.conv2d cross-correlation + fixedpoint).
 
 Writes {case: {"ok": bool, "detail": str}} as JSON.
 """
@@ -35,9 +35,9 @@ sys.path.insert(0, str(HERE.parent.parent))
 from lava_numpy_ref import run_ref  # noqa: E402
 from lava_test_graphs import bitplane_graph, mixed_graph, pop, random_inputs  # noqa: E402
 
-from targets import fixedpoint as fx  # noqa: E402
-from targets.graph import INPUT, Conv, Dense, InputSpec, QGraph, Readout  # noqa: E402
-from targets.ops import conv2d_out_hw  # noqa: E402
+from core import fixedpoint as fx  # noqa: E402
+from core.graph import INPUT, Conv, Dense, InputSpec, QGraph, Readout  # noqa: E402
+from core.ops import conv2d_out_hw  # noqa: E402
 
 STEPS = 14
 RESULTS: dict[str, dict] = {}

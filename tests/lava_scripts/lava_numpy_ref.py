@@ -1,16 +1,16 @@
 """A plain-numpy, zero-latency integer forward (synapse delays only shift deployed timelines,
-so they do not appear here) of a QGraph, built only from targets.fixedpoint
-and targets.ops: the reference the Lava contract scripts compare against (the Lava env has
+so they do not appear here) of a QGraph, built only from core.fixedpoint
+and core.ops: the reference the Lava contract scripts compare against (the Lava env has
 no torch, so targets.torch_ref is not available there)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from targets import fixedpoint as fx
+from core import fixedpoint as fx
+from core.graph import INPUT, Dense
+from core.ops import conv2d
 from targets.base import check_inputs
-from targets.graph import INPUT, Dense
-from targets.ops import conv2d
 
 
 def synapse_output(s, x: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from targets.graph import INPUT, Conv, Dense, InputSpec, LIFPopulation, QGraph, Readout
-from targets.ops import conv2d_out_hw
+from core.graph import INPUT, Conv, Dense, InputSpec, LIFPopulation, QGraph, Readout
+from core.ops import conv2d_out_hw
 
 
 def even_weights(rng, shape, lo=-40, hi=40):

@@ -18,7 +18,7 @@ import numpy as np
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m train.end_to_end",
+        prog="python -m targets.end_to_end",
         description="Train a small SNN, export it to NIR, quantize it to Loihi fixed point, run "
         "it on torch_ref, event_sim and Lava, and report accuracy, spike equivalence and the "
         "multiplication-free certificate.",
@@ -44,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     from convert.nir_import import import_nir
     from convert.quantize import format_report, quantize
     from convert.to_nir import checkpoint_to_nir
-    from targets.qgraph_io import write_atomic, write_qgraph
-    from targets.runner import accuracy
+    from core.datasets import load_dataset
+    from core.encoding import encode
+    from core.nir_io import write_atomic, write_qgraph
+    from targets.cli import accuracy
     from targets.verify import compare, run_targets
     from train.checkpoint import load_checkpoint
-    from train.data import load_dataset
-    from train.encoding import encode
     from train.loop import train_model
 
     out = Path(args.out)
@@ -128,6 +128,6 @@ def _raster(result, graph, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    from targets.runner import cli
+    from core.cli import run_cli
 
-    sys.exit(cli("train.end_to_end", main))
+    sys.exit(run_cli("targets.end_to_end", main))

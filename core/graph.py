@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from core import fixedpoint as fx
+from core.errors import GraphError
+
 INPUT = "input"
 
-
-class GraphError(ValueError):
-    """A graph that cannot be executed as it stands (names the node and the reason)."""
+__all__ = ["INPUT", "GraphError", "InputSpec", "LIFPopulation", "Readout", "Dense", "Conv",
+           "SpikeAttention", "Synapse", "QGraph", "synapse_sources", "topo_order"]
 
 
 @dataclass
@@ -138,7 +140,7 @@ class SpikeAttention:
         out[h, j, n] = floor_shift(sum_m A[n, m] v[h, j, m], shift)
 
     delivered to ``target`` (same shape) one step later, plus ``delay``, like any synapse
-    (``targets.fixedpoint.spike_attention``). ``shift`` is the float scale as a power of two
+    (``core.fixedpoint.spike_attention``). ``shift`` is the float scale as a power of two
     (the quantizer chooses the target's integer scale so that it is one). Binary ANDs and
     counts only, but the "weights" (the counts) are dynamic: see convert/mfi.py.
     """
@@ -241,8 +243,6 @@ class QGraph:
 
     def validate(self) -> None:
         """Shapes chain, names resolve, parameters are in Loihi's ranges."""
-        from targets import fixedpoint as fx
-
         names = {INPUT, *self.populations, *self.readouts}
         for s in self.synapses:
             if isinstance(s, SpikeAttention):
@@ -328,8 +328,6 @@ class QGraph:
                              f"dim divisible by {s.heads} heads")
         if s.delay < 0:
             raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
-        from targets import fixedpoint as fx
-
         if not fx.WEIGHT_EXP_MIN <= s.shift <= fx.WEIGHT_EXP_MAX:
             raise GraphError(f"synapse {s.name!r}: shift {s.shift} out of range")
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import DatasetError
+
 DATASETS = ("mnist", "fashion-mnist", "digits")
 SPLITS = ("train", "val", "test")
 
@@ -36,8 +38,6 @@ _DIGITS_SPLIT = (1200, 300)  # train, val; the rest (297) is test
 _DIGITS_SEED = 0
 
 
-class DatasetError(ValueError):
-    """A dataset name, split or file that cannot be used; the message says what to do."""
 
 
 def _check(name: str, split: str) -> None:

@@ -11,6 +11,7 @@ wrap/saturation that Lava's bit-accurate models apply.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -37,11 +38,13 @@ A_IN_SAFE = 1 << (UV_BITS - 1 - ACT_SHIFT)
 
 
 def _xp(x: Any):
-    """The array library of ``x`` (numpy or torch), without importing torch eagerly."""
-    if type(x).__module__.startswith("torch"):
-        import torch
+    """The array library of ``x``: numpy, or torch for a torch tensor.
 
-        return torch
+    Never imports torch (the Lava environment has none): a tensor exists only where torch is
+    already imported, so its module is taken from ``sys.modules``.
+    """
+    if type(x).__module__.startswith("torch"):
+        return sys.modules["torch"]
     return np
 
 

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by every target's script: graph, inputs, summary, records.
+"""Command-line plumbing shared by every target's command: graph, inputs, summary, records.
 
 numpy only (the Lava script runs it in the Lava environment).
 """
@@ -6,22 +6,19 @@ numpy only (the Lava script runs it in the Lava environment).
 from __future__ import annotations
 
 import argparse
-import io
-import json
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from convert import load_graph
+from core.datasets import load_dataset
+from core.encoding import encode_as_recorded
+from core.errors import UserError
+from core.graph import QGraph
 from targets.base import RunResult, readout_scores
-from targets.graph import GraphError, QGraph
-
-
-class UserError(ValueError):
-    """Bad input from the user: reported as one line, exit code 2."""
+from targets.records import save_record
 
 
 @dataclass
@@ -73,8 +70,6 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
         if args.labels:
             labels = np.load(args.labels, allow_pickle=False)[args.offset : args.offset + len(x)]
         return x, labels, f"{p} [{args.offset}:{args.offset + len(x)}]"
-    from train.data import DatasetError, load_dataset
-
     meta = graph.metadata
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
@@ -83,10 +78,7 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
     kind = meta.get("encoding")
     if kind not in ("direct", "rate"):
         raise UserError("the graph records no input encoding: pass --input inputs.npy")
-    try:
-        images, labels = load_dataset(str(dataset), args.split)
-    except DatasetError as e:
-        raise UserError(str(e)) from None
+    images, labels = load_dataset(str(dataset), args.split)
     lo, hi = args.offset, min(args.offset + args.samples, len(images))
     if lo >= hi:
         raise UserError(f"--offset {lo} is past the end of {dataset}/{args.split} ({len(images)})")
@@ -94,19 +86,9 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
     return x, labels[lo:hi], f"{dataset}/{args.split} [{lo}:{hi}] ({kind} encoding)"
 
 
-def encode_as_recorded(metadata: dict[str, Any], timesteps: int, images: np.ndarray,
-                       first_index: int = 0) -> np.ndarray:
-    """Encode dataset images exactly as the graph's metadata says the model was trained on
-    (encoding kind and seed), so every caller feeds the targets the same spikes."""
-    from train.encoding import encode
-
-    return encode(images, str(metadata["encoding"]), timesteps,
-                  seed=int(metadata.get("encoding_seed", 0)), first_index=first_index)
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
-    from targets.qgraph_io import load_graph
-
     if args.samples <= 0:
         raise UserError("--samples must be positive")
     graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
@@ -120,42 +102,6 @@ def accuracy(graph: QGraph, result: RunResult, labels: np.ndarray | None) -> flo
         return None
     scores = readout_scores(graph, result.readouts)
     return float(np.mean(np.argmax(scores, axis=1) == labels[: len(scores)]))
-
-
-def save_record(path: str | Path, result: RunResult, extra: dict[str, Any] | None = None) -> None:
-    from targets.qgraph_io import write_atomic
-
-    arrays: dict[str, np.ndarray] = {}
-    for k, v in result.spikes.items():
-        arrays[f"spikes/{k}"] = v
-    for k, v in result.readouts.items():
-        arrays[f"readouts/{k}"] = v
-    for k, (u, v) in result.states.items():
-        arrays[f"states/{k}/u"] = u
-        arrays[f"states/{k}/v"] = v
-    arrays["counters"] = np.array(json.dumps(result.counters))
-    for k, v in (extra or {}).items():
-        arrays[k] = np.asarray(v)
-
-    def write(tmp: str) -> None:
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **arrays)
-        Path(tmp).write_bytes(buf.getvalue())
-
-    write_atomic(path, write)
-
-
-def load_record(path: str | Path) -> RunResult:
-    with np.load(path, allow_pickle=False) as z:
-        spikes = {k[7:]: z[k] for k in z.files if k.startswith("spikes/")}
-        readouts = {k[9:]: z[k] for k in z.files if k.startswith("readouts/")}
-        counters = json.loads(str(z["counters"])) if "counters" in z.files else {}
-        states = {}
-        for k in z.files:
-            if k.startswith("states/") and k.endswith("/u"):
-                name = k[7:-2]
-                states[name] = (z[k], z[f"states/{name}/v"])
-    return RunResult(spikes, readouts, counters, states)
 
 
 def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float) -> int:
@@ -182,18 +128,3 @@ def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float) -> i
         save_record(prep.record, result, extra)
         print(f"records written to {prep.record}")
     return 0
-
-
-def cli(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-    """Run ``main``; bad input becomes one line on stderr and exit code 2, never a traceback."""
-    try:
-        return main(argv)
-    except (UserError, GraphError, FileNotFoundError) as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 2
-    except ValueError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130

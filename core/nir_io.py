@@ -1,4 +1,4 @@
-"""The integer graph as a NIR file, and the one entry point that loads any graph for a target.
+"""The integer graph as a NIR file (writer and reader), and NIR metadata helpers.
 
 Layout (documented for other executors in docs/integer-nir.md): standard NIR primitives whose
 arrays hold the integers, with Loihi's parameters in node metadata:
@@ -13,26 +13,30 @@ graph metadata ``neurodeploy_integer = 1``, ``timesteps``, ``input_kind``, ``inp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import nir
 import numpy as np
 
-from targets import fixedpoint as fx
-from targets.graph import (
+from core import fixedpoint as fx
+from core.errors import GraphError
+from core.files import write_atomic
+from core.graph import (
     INPUT,
     Conv,
     Dense,
-    GraphError,
     InputSpec,
     LIFPopulation,
     QGraph,
     Readout,
     SpikeAttention,
 )
+from core.nir_ext import MaxPool2d
+from core.nir_ext import SpikeAttention as AttentionNode
 
+# The nominal step (s) written into an integer graph's float fields (LIF tau, Delay delay): the
+# integer metadata (loihi_*, steps) is authoritative; the float fields only describe it.
 DT = 1e-3
 
 
@@ -47,9 +51,8 @@ def meta_value(v: Any) -> Any:
     return v
 
 
-def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
-    import nir
-
+def to_nir(qg: QGraph, report: dict[str, Any] | None = None) -> nir.NIRGraph:
+    """The integer graph as a ``nir.NIRGraph`` in the layout of docs/integer-nir.md."""
     nodes: dict[str, Any] = {
         INPUT: nir.Input(
             {"input": np.array(qg.input.shape)},
@@ -105,8 +108,6 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
                              {"source_slice": np.array(s.source_slice)})},
             )
             if s.max_pool is not None:  # extension node between the conv and its target
-                from convert.extensions import MaxPool2d
-
                 mp = f"{s.name}_maxpool"
                 nodes[mp] = MaxPool2d(s.conv_shape, s.max_pool, s.max_pool)
                 pooled_to[s.name] = mp
@@ -143,10 +144,6 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None):
 def _attention_to_nir(qg: QGraph, s: SpikeAttention, nodes: dict[str, Any],
                       edges: list[tuple[str, str]]) -> None:
     """q, k, v -> [Delay each] -> ``neurodeploy.SpikeAttention`` (scale 2**shift) -> target."""
-    import nir
-
-    from convert.extensions import SpikeAttention as AttentionNode
-
     shape = qg.node_shape(s.target)
     preds = []
     for role, src in zip("qkv", s.sources, strict=True):
@@ -163,23 +160,8 @@ def _attention_to_nir(qg: QGraph, s: SpikeAttention, nodes: dict[str, Any],
     edges.append((s.name, s.target))
 
 
-def write_atomic(path: str | Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then move the file into place: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_qgraph(path: str | Path, qg: QGraph, report: dict[str, Any] | None = None) -> None:
-    import nir
-
+    """Write the integer graph (and its quantization report, as JSON metadata) atomically."""
     g = to_nir(qg, report)
     write_atomic(path, lambda tmp: nir.write(tmp, g))
 
@@ -242,7 +224,7 @@ def from_nir(g: Any) -> QGraph:
             sl = md.get("source_slice")
             synapses.append(Dense(name, preds[name], succs[name],
                                   np.asarray(node.weight).astype(np.int64),
-                                  int(md.get("loihi_weight_exp", 0)), 0,
+                                  int(md.get("loihi_weight_exp", 0)), delays.get(name, 0),
                                   None if sl is None else (int(sl[0]), int(sl[1]))))
         elif kind == "Conv2d":
             target, out_shape, pool = succs[name], tuple(int(x) for x in md["out_shape"]), None
@@ -257,7 +239,7 @@ def from_nir(g: Any) -> QGraph:
                 name, preds[name], target, np.asarray(node.weight).astype(np.int64),
                 tuple(int(x) for x in np.broadcast_to(node.stride, (2,))),
                 tuple(int(x) for x in np.broadcast_to(node.padding, (2,))), int(node.groups),
-                tuple(int(x) for x in md["in_shape"]), out_shape, 0, pool,
+                tuple(int(x) for x in md["in_shape"]), out_shape, delays.get(name, 0), pool,
                 int(md.get("loihi_weight_exp", 0)),
                 None if md.get("source_slice") is None else
                 (int(md["source_slice"][0]), int(md["source_slice"][1])),
@@ -274,34 +256,11 @@ def from_nir(g: Any) -> QGraph:
                     raise GraphError(f"attention {name!r}: scale {node.scale} is not a power "
                                      "of two in an integer graph")
             synapses.append(SpikeAttention(name, tuple(n for n, _ in srcs), succs[name],
-                                           int(node.heads), int(shift)))
-            delays[name] = srcs[0][1]
+                                           int(node.heads), int(shift), srcs[0][1]))
         elif kind not in ("Flatten", "Delay", "MaxPool2d"):
             raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
     if in_spec is None:
         raise GraphError("integer graph has no Input node")
-    for syn in synapses:
-        syn.delay = delays.get(syn.name, 0)
     qg = QGraph(in_spec, pops, readouts, synapses, int(meta.get("timesteps", 0)), meta)
     qg.validate()
     return qg
-
-
-def load_graph(
-    path: str | Path, *, dt: float | None = None, timesteps: int | None = None,
-    input_kind: str | None = None, input_bitplanes: bool = False,
-) -> tuple[QGraph, dict[str, Any]]:
-    """Any NIR file -> the integer graph: integer files are read, float ones quantized."""
-    from convert.nir_import import import_nir, read_nir
-
-    g = read_nir(path)
-    if is_integer_graph(g):
-        qg = from_nir(g)
-        if timesteps:
-            qg.timesteps = timesteps
-        rep = qg.metadata.get("quantization_report")
-        return qg, (json.loads(rep) if isinstance(rep, str) else {})
-    from convert.quantize import quantize
-
-    return quantize(import_nir(g, dt=dt, timesteps=timesteps, input_kind=input_kind),
-                    input_bitplanes=input_bitplanes)

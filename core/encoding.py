@@ -11,7 +11,11 @@ numpy only (no torch). The float value a network sees is ``encoded * input_scale
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+from core.errors import UserError
 
 ENCODINGS = ("direct", "rate")
 INPUT_SCALE = {"direct": 1 / 255, "rate": 1.0}
@@ -19,7 +23,7 @@ INPUT_SCALE = {"direct": 1 / 255, "rate": 1.0}
 
 def _check_kind(kind: str) -> None:
     if kind not in INPUT_SCALE:
-        raise ValueError(f"unknown encoding {kind!r}; valid encodings: {', '.join(ENCODINGS)}")
+        raise UserError(f"unknown encoding {kind!r}; valid encodings: {', '.join(ENCODINGS)}")
 
 
 def input_scale(kind: str) -> float:
@@ -38,13 +42,13 @@ def encode(
     """Encode uint8 images ``[N, H, W]`` (or any ``[N, ...]``) as integers ``[N, T, ...]``."""
     _check_kind(kind)
     if int(timesteps) != timesteps or timesteps < 1:
-        raise ValueError(f"timesteps must be a positive integer, got {timesteps!r}")
+        raise UserError(f"timesteps must be a positive integer, got {timesteps!r}")
     timesteps = int(timesteps)
     images = np.asarray(images)
     if images.dtype != np.uint8:
-        raise ValueError(f"encode expects uint8 images, got dtype {images.dtype}")
+        raise UserError(f"encode expects uint8 images, got dtype {images.dtype}")
     if images.ndim < 2:
-        raise ValueError(f"encode expects images [N, H, W], got shape {images.shape}")
+        raise UserError(f"encode expects images [N, H, W], got shape {images.shape}")
     n = images.shape[0]
     if kind == "direct":
         out = np.broadcast_to(images[:, None].astype(np.int16), (n, timesteps, *images.shape[1:]))
@@ -56,3 +60,10 @@ def encode(
         u = rng.integers(0, 255, size=(timesteps, *images.shape[1:]), dtype=np.uint8)
         out[i] = u < images[i]
     return out
+
+def encode_as_recorded(metadata: dict[str, Any], timesteps: int, images: np.ndarray,
+                       first_index: int = 0) -> np.ndarray:
+    """Encode dataset images exactly as the graph's metadata says the model was trained on
+    (encoding kind and seed), so every caller feeds the targets the same spikes."""
+    return encode(images, str(metadata["encoding"]), timesteps,
+                  seed=int(metadata.get("encoding_seed", 0)), first_index=first_index)

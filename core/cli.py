@@ -1,0 +1,142 @@
+"""The one command-line wrapper every neurodeploy command runs through.
+
+- :func:`run_cli` turns a :class:`~core.errors.NeurodeployError` (bad input: a file, a graph,
+  an option) into one line ``prog: message`` on stderr and exit code 2, and Ctrl-C into one
+  line and exit code 130; anything else is a bug and keeps its traceback.
+- :func:`add_output_flags` gives every command the same ``--json`` and ``--no-progress`` /
+  ``--quiet`` flags; :func:`progress` draws a progress bar only on a terminal (a log file gets
+  no redraws).
+- :func:`check_writable` refuses an output path before the work starts, not after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.errors import NeurodeployError, UserError
+
+T = TypeVar("T")
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad input (argparse uses 2 for bad arguments too)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
+
+
+def run_cli(prog: str, main: Callable[[list[str] | None], int],
+            argv: list[str] | None = None) -> int:
+    """Run ``main(argv)`` and return its exit code; bad input is one line on stderr, code 2.
+
+    ``FileNotFoundError``/``PermissionError``/``IsADirectoryError`` (a path the user gave) are
+    reported the same way as a :class:`NeurodeployError`.
+    """
+    try:
+        return int(main(argv) or 0)
+    except (NeurodeployError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `... | head`: the reader went away; not an error of ours
+        sys.stderr.close()
+        return EXIT_OK
+
+
+def add_output_flags(ap: argparse.ArgumentParser) -> None:
+    """The flags every command shares: ``--json`` and ``--no-progress``/``--quiet``."""
+    ap.add_argument("--json", action="store_true",
+                    help="print the summary as one JSON object on stdout (no tables)")
+    ap.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                    help="no progress bar (one is drawn only when stderr is a terminal)")
+
+
+def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
+             enabled: bool = True, unit: str = "it") -> Iterator[T]:
+    """``items`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal."""
+    if not enabled or not sys.stderr.isatty():
+        yield from items
+        return
+    from tqdm import tqdm
+
+    yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+
+def progress_bar(total: int, *, desc: str = "", enabled: bool = True, unit: str = "it") -> Any:
+    """A tqdm bar to ``update(n)`` by hand, or a no-op object off a terminal / when disabled."""
+    if enabled and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+    return _NoBar()
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def check_writable(path: str | Path | None, what: str = "output") -> Path | None:
+    """Refuse an output path that cannot be written, before any work is done.
+
+    A missing parent folder is created (every command does the same). Returns the path, or
+    None when ``path`` is None.
+
+    Raises:
+        UserError: the path is a folder, or its folder cannot be created or written.
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} {p} is a folder; give a file name")
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what} {p}: cannot create its folder ({e.strerror})") from None
+    if not os.access(p.parent, os.W_OK):
+        raise UserError(f"{what} {p}: folder {p.parent} is not writable")
+    return p
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout (numpy scalars and arrays, dataclasses, paths made plain)."""
+    print(json.dumps(to_jsonable(obj), indent=2, sort_keys=False))
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON types for dataclasses, numpy values and paths (recursively)."""
+    import dataclasses
+
+    import numpy as np
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,167 @@
+"""Multiplication-free inference (MFI) certificate: per synaptic edge, is every event an AC?
+
+    python -m convert.mfi model.nir [--samples 100]
+
+NeuroBench's rule: an effective synaptic operation whose input is a binary spike is an
+accumulate (AC); one whose input is any other value is a multiply-accumulate (MAC); bias is
+excluded. Neuron decays (one fixed 12-bit constant product per neuron per step) are listed
+separately, not as synaptic operations. Exit code 1 if any MAC edge remains.
+
+A spike attention (``core.graph.SpikeAttention``, Spikformer's ``Q Kᵀ V``) is its own edge
+kind, ``dynamic spike x spike product``: binary ANDs and coincidence counts, then additions of
+those counts selected by binary spikes -- no multiplication, but the "weights" are computed at
+run time from spikes, not stored. Its events are counted as ACs (ANDs + additions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.graph import INPUT, Conv, QGraph, SpikeAttention
+
+DYNAMIC_PRODUCT = "dynamic spike x spike product"
+
+
+@dataclass
+class Edge:
+    synapse: str
+    source: str
+    target: str
+    input_kind: str  # "binary spikes", "bit plane b", or "graded (MAC)"; "+max": max pooling
+    static_ops_per_step: int  # every source entry active: nonzero fan-out summed
+    measured_ops: int | None = None
+
+    @property
+    def is_mac(self) -> bool:
+        return self.input_kind.startswith("graded")
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.input_kind.startswith(DYNAMIC_PRODUCT)
+
+
+def _fanout_total(s: Any) -> int:
+    nz = np.count_nonzero(s.weight)
+    if isinstance(s, Conv):
+        _, ho, wo = s.out_shape
+        return int(nz * ho * wo)  # upper bound: ignores kernel taps that fall in the padding
+    return int(nz)
+
+
+def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
+    edges = []
+    for s in graph.synapses:
+        if isinstance(s, SpikeAttention):
+            edges.append(_attention_edge(graph, s, counters))
+            continue
+        graded = s.source == INPUT and not graph.input.binary
+        kind = "graded (MAC)" if graded else "binary spikes"
+        if s.source == INPUT and graph.input.bitplanes:
+            kind = f"bit plane {s.weight_exp}"
+        if isinstance(s, Conv) and s.max_pool is not None:
+            kind += " +max"
+        measured = None
+        if counters is not None and f"events/{s.name}" in counters:
+            measured = int(counters[f"events/{s.name}"])
+        edges.append(Edge(s.name, s.source, s.target, kind, _fanout_total(s), measured))
+    return edges
+
+
+def _attention_edge(graph: QGraph, s: SpikeAttention, counters: dict[str, Any] | None) -> Edge:
+    """Worst case per step: every AND of q and k true (dim * N**2 count increments) and every
+    count added for every v spike (dim * N**2 additions)."""
+    dim, *tokens = graph.node_shape(s.target)
+    n = int(np.prod(tokens))
+    measured = None
+    if counters is not None and f"events/{s.name}" in counters:
+        measured = int(counters[f"events/{s.name}"])
+    kind = f"{DYNAMIC_PRODUCT} (q,k,v = {','.join(s.sources)}; {s.heads} heads, shift {s.shift})"
+    return Edge(s.name, s.source, s.target, kind, 2 * int(dim) * n * n, measured)
+
+
+def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
+    t = graph.timesteps
+    w_syn = max([len("synapse"), *(len(e.synapse) for e in edges)]) + 2
+    w_src = max([len("source"), *(len(e.source) for e in edges)]) + 2
+    w_tgt = max([len("target"), *(len(e.target) for e in edges)]) + 2
+    w_kind = max([len("input"), *(len(e.input_kind) for e in edges)]) + 2
+    head = (f"{'synapse':<{w_syn}}{'source':<{w_src}}{'target':<{w_tgt}}{'input':<{w_kind}}"
+            f"{'static/step':>12}")
+    if n_samples:
+        head += f"{'measured/sample':>17}"
+    lines = [head]
+    for e in edges:
+        row = (f"{e.synapse:<{w_syn}}{e.source:<{w_src}}{e.target:<{w_tgt}}"
+               f"{e.input_kind:<{w_kind}}{e.static_ops_per_step:>12}")
+        if n_samples and e.measured_ops is not None:
+            row += f"{e.measured_ops / n_samples:>17.1f}"
+        lines.append(row)
+    macs = [e for e in edges if e.is_mac]
+    ac_static = sum(e.static_ops_per_step for e in edges if not e.is_mac) * t
+    mac_static = sum(e.static_ops_per_step for e in macs) * t
+    neurons = sum(p.size for p in graph.populations.values())
+    lines.append(f"static worst case per sample (T={t}): {ac_static} ACs, {mac_static} MACs")
+    if n_samples:
+        ac_m = sum(e.measured_ops or 0 for e in edges if not e.is_mac) / n_samples
+        mac_m = sum(e.measured_ops or 0 for e in macs) / n_samples
+        lines.append(f"measured per sample ({n_samples} samples): {ac_m:.1f} ACs, {mac_m:.1f} MACs")
+    lines.append(f"neuron decays (not synaptic): {neurons * t} constant products per sample")
+    if any("+max" in e.input_kind for e in edges):
+        lines.append("max pooling of currents: comparisons, no multiplication; needs "
+                     "programmable neurons on Loihi (custom process in Lava)")
+    dyn = [e for e in edges if e.is_dynamic]
+    if dyn:
+        lines.append(
+            f"{DYNAMIC_PRODUCT} edges: " + ", ".join(f"{e.synapse} (-> {e.target})" for e in dyn)
+            + ": binary ANDs + coincidence counts, counts accumulated where v spikes; no "
+            "multiplication, but dynamic weights (needs a custom process in Lava; programmable "
+            "cores on Loihi); counted as ACs")
+    if macs:
+        lines.append("NOT multiplication-free: " + ", ".join(
+            f"{e.synapse} ({e.source} -> {e.target}: graded input)" for e in macs))
+    else:
+        lines.append("multiplication-free: every synaptic edge receives binary spikes"
+                     + (f" ({len(dyn)} of them as a {DYNAMIC_PRODUCT})" if dyn else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from targets.cli import add_common_args, prepare
+
+    ap = argparse.ArgumentParser(
+        prog="python -m convert.mfi",
+        description="Multiplication-free inference certificate: lists every synaptic edge "
+        "with its input kind and its synaptic operations (static worst case, and measured by "
+        "the event simulator on real inputs), split into ACs and MACs by NeuroBench's rule. "
+        "Exit 1 if any MAC edge remains.",
+    )
+    add_common_args(ap)
+    ap.add_argument("--static-only", action="store_true", help="do not run samples")
+    args = ap.parse_args(argv)
+    if args.static_only:
+        from convert import load_graph
+
+        graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
+                              input_bitplanes=args.input_bitplanes)
+        counters, n = None, None
+    else:
+        from targets import event_sim
+
+        prep = prepare(args)
+        graph = prep.graph
+        counters = event_sim.run(graph, prep.inputs, progress=not args.no_progress).counters
+        n = len(prep.inputs)
+    edges = certificate(graph, counters)
+    print(format_certificate(graph, edges, n))
+    return 1 if any(e.is_mac for e in edges) else 0
+
+
+if __name__ == "__main__":
+    from core.cli import run_cli
+
+    sys.exit(run_cli("convert.mfi", main))
