@@ -10,7 +10,7 @@ RUFF := .venv/bin/ruff
 ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: help env demo test lint pytest clean-env
+.PHONY: help env demo test lint deps pytest clean-env
 
 help:
 	@echo "neurodeploy"
@@ -19,6 +19,7 @@ help:
 	@echo "  make test        set up, then ruff check and pytest; options: PYTEST_ARGS=\"...\""
 	@echo "  make env         set up .venv (Python 3.11, torch) and .venv-lava (Python 3.10, Lava)"
 	@echo "  make lint        set up, then ruff check and the import layers (lint-imports)"
+	@echo "  make deps        set up, then print the package dependency graph (core < ... < targets)"
 	@echo "  make pytest      set up, then pytest only; options: PYTEST_ARGS=\"...\""
 	@echo "  make clean-env   delete both environments"
 
@@ -32,6 +33,9 @@ demo: env
 lint: env
 	$(RUFF) check .
 	.venv/bin/lint-imports --no-cache
+
+deps: env
+	$(PYTHON) .ci/deps.py
 
 # pytest's exit code 5 means it ran no test at all: that is a failure here, not a pass.
 pytest: env

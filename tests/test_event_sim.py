@@ -11,6 +11,7 @@ from core.graph import Conv, Dense, InputSpec, LIFPopulation, QGraph, Readout
 from core.ops import conv2d
 from targets import event_sim
 from targets.base import check_inputs
+from targets.event_sim import __main__ as event_sim_cli
 
 
 def _tiny_graph() -> QGraph:
@@ -275,7 +276,6 @@ def test_bad_inputs_are_refused():
 
 
 def test_cli_runs_an_integer_nir_file(tmp_path, capsys):
-    pytest.importorskip("targets.cli")
     from core.nir_io import write_qgraph
 
     g = _tiny_graph()
@@ -284,8 +284,8 @@ def test_cli_runs_an_integer_nir_file(tmp_path, capsys):
     np.save(tmp_path / "x.npy", TINY_X)
     np.save(tmp_path / "y.npy", np.array([0, 0]))
     rec = tmp_path / "out.npz"
-    rc = event_sim.main([str(model), "--input", str(tmp_path / "x.npy"), "--labels",
-                         str(tmp_path / "y.npy"), "--record", str(rec), "--no-progress"])
+    rc = event_sim_cli.main([str(model), "--input", str(tmp_path / "x.npy"), "--labels",
+                             str(tmp_path / "y.npy"), "--record", str(rec), "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "events/s" in out and "accuracy: 100.00%" in out

@@ -1,0 +1,242 @@
+"""Our event-driven simulator of the deployed chip (numpy only: no torch).
+
+It executes a :class:`~core.graph.QGraph` the way the chip does, not the way the model was
+trained (see docs/event_sim.md):
+
+- one global timeline: samples run back to back, input step t of sample s is emitted at global
+  step ``s*T + t``;
+- every synapse delivers ``1 + delay`` steps later: what its source emits at step k is
+  accumulated, turned into output currents (exponent shift, Conv wrap and max pooling) and put
+  on its delay line of depth ``1 + delay``; it reaches the target's ``u`` at step k+1+delay;
+- every population resets ``u`` and ``v`` to 0 at the global steps where
+  ``(step - latency) % T == 0``, i.e. exactly when the first input of its next sample arrives;
+- every neuron is updated with :func:`core.fixedpoint.lif_step` at every step (the bias
+  integrates even when nothing arrives, as on the chip);
+- the run lasts ``n*T + depth`` steps, then each record is cut back to [sample, timestep] with
+  :func:`targets.base.unpipeline` and the node's latency.
+
+Work is proportional to events: each synapse is a fan-out table (CSR over source neurons, zero
+weights dropped; a Conv becomes such a table too), and each step only the nonzero source entries
+are propagated, vectorized over the active set.
+
+``lanes=k`` runs k independent copies of that timeline side by side (k chips), each on a
+contiguous block of samples; because every population is reset between samples the records are
+identical for every k (tested), it only amortizes the per-step Python overhead.
+
+The package: :mod:`~targets.event_sim.fanout` compiles synapses into fan-out tables,
+:mod:`~targets.event_sim.synapses` delivers them (one :class:`DelayLine` per synapse), this
+module runs the loop (:func:`simulate`, :func:`run`), and ``__main__`` is the command line::
+
+    python -m targets.event_sim model.nir --samples 10000
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from core import fixedpoint as fx
+from core.cli import progress_bar
+from core.graph import INPUT, QGraph
+from targets.base import RunResult, check_inputs, unpipeline
+from targets.event_sim.fanout import (
+    CompiledSynapse,
+    FanOut,
+    compile_synapse,
+    conv_table,
+    dense_table,
+    fanout_table,
+)
+from targets.event_sim.synapses import (
+    AttentionSynapse,
+    DelayLine,
+    Synapse,
+    TableSynapse,
+    build_synapses,
+)
+
+__all__ = [
+    "DENSE_ROWS_MIN_DENSITY", "Timeline", "simulate", "run",
+    "FanOut", "CompiledSynapse", "compile_synapse", "conv_table", "dense_table", "fanout_table",
+    "DelayLine", "Synapse", "TableSynapse", "AttentionSynapse", "build_synapses",
+]
+
+# A table at least this dense is also kept as rows [n_in, n_out]: summing the gathered rows of
+# the active sources is several times faster than scattering their CSR entries one by one
+# (measured on the benchmark MLP; docs/event_sim.md). Read when each run starts.
+DENSE_ROWS_MIN_DENSITY = 0.25
+
+
+def _n_valid(step: int, latency: int, timesteps: int, per_lane: int, n: int, lanes: int) -> int:
+    """Leading lanes whose node of this latency is inside a real sample at this step."""
+    k = step - latency
+    if k < 0 or k >= per_lane * timesteps:
+        return 0
+    j = k // timesteps  # sample index within the lane
+    return min(lanes, -(-(n - j) // per_lane))
+
+
+@dataclass
+class Timeline:
+    """The deployed timeline as the chip lives it, before records are cut back into samples.
+
+    Arrays are [global step, lane, size]; lane b runs samples ``b*per_lane ...`` back to back,
+    so its input step t of its j-th sample is emitted at global step ``j*T + t``.
+    """
+
+    spikes: dict[str, np.ndarray]  # bool
+    readouts: dict[str, np.ndarray]  # int64, what the readout receives at each step
+    u: dict[str, np.ndarray]  # int64, only with record_state
+    v: dict[str, np.ndarray]
+    latency: dict[str, int]
+    n_samples: int
+    per_lane: int
+    timesteps: int
+    counters: dict[str, int]
+
+    @property
+    def lanes(self) -> int:
+        """Number of lanes the timeline ran."""
+        return int(self.counters["lanes"])
+
+    def cut(self, raw: np.ndarray, node: str) -> np.ndarray:
+        """[steps, lanes, size] -> [sample, timestep, size] via the node's latency."""
+        lat = self.latency[node]
+        if self.n_samples == 0:
+            return np.zeros((0, self.timesteps, raw.shape[-1]), dtype=raw.dtype)
+        parts = [unpipeline(raw[:, b], lat, self.per_lane, self.timesteps)
+                 for b in range(raw.shape[1])]
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts))[: self.n_samples]
+
+
+def simulate(
+    graph: QGraph,
+    x: np.ndarray,
+    *,
+    record_state: bool = False,
+    progress: bool = False,
+    lanes: int = 1,
+) -> Timeline:
+    """Run the deployed timeline for ``x`` (int [N, T, input.flat_size], from check_inputs).
+
+    ``record_state``: also keep ``u`` and ``v`` of every population at every step.
+    ``progress``: a progress bar on stderr, drawn only when stderr is a terminal.
+    ``lanes``: independent copies of the timeline side by side (at most N; see the module
+    docstring).
+
+    Raises:
+        GraphError: a Conv whose shapes disagree (found when its table is compiled).
+    """
+    n, t_steps = x.shape[:2]
+    lat = graph.latency()
+    depth = graph.depth
+    lanes = max(1, min(int(lanes), n)) if n else 1
+    per_lane = -(-n // lanes) if n else 0
+    lanes = -(-n // per_lane) if n else 1  # no lane of pure padding
+    pad = lanes * per_lane - n
+    if pad:
+        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), dtype=x.dtype)])
+    # lane b runs samples b*per_lane ... b*per_lane + per_lane - 1 back to back
+    x = x.reshape(lanes, per_lane * t_steps, graph.input.flat_size)
+    binary_input = graph.input.binary
+    if binary_input:
+        x = x.astype(bool)
+    n_input_steps = per_lane * t_steps
+    steps = n_input_steps + depth
+
+    syns = build_synapses(graph, lanes, DENSE_ROWS_MIN_DENSITY)
+    incoming = {name: [y for y in syns if y.target == name]
+                for name in (*graph.populations, *graph.readouts)}
+    pops = list(graph.populations.values())
+    bias = {p.name: fx.effective_bias(p.bias_mant.astype(np.int64), p.bias_exp) for p in pops}
+    u = {p.name: np.zeros((lanes, p.size), dtype=np.int64) for p in pops}
+    v = {p.name: np.zeros((lanes, p.size), dtype=np.int64) for p in pops}
+    raw_s = {p.name: np.zeros((steps, lanes, p.size), dtype=bool) for p in pops}
+    raw_r = {r.name: np.zeros((steps, lanes, r.size), dtype=np.int64)
+             for r in graph.readouts.values()}
+    traced = pops if record_state else []
+    raw_u = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
+    raw_v = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
+    max_u = max_v = 0
+    no_input = np.zeros((lanes, graph.input.flat_size), dtype=bool if binary_input else np.int64)
+
+    with progress_bar(steps, desc="event_sim", enabled=progress, unit="step") as bar:
+        for k in range(steps):
+            # 1. every neuron and readout consumes what the synapses delivered for this step
+            for p in pops:
+                name = p.name
+                if (k - lat[name]) % t_steps == 0:  # the first input of its next sample arrives
+                    u[name].fill(0)
+                    v[name].fill(0)
+                a_in: np.ndarray | int = 0
+                for y in incoming[name]:
+                    cur = y.arriving(k)
+                    if cur is not None:
+                        a_in = cur if isinstance(a_in, int) else a_in + cur
+                un, vn, s = fx.lif_step(u[name], v[name], a_in, p.du, p.dv, p.vth, bias[name])
+                u[name], v[name] = un, vn
+                raw_s[name][k] = s
+                if record_state:
+                    raw_u[name][k] = un
+                    raw_v[name][k] = vn
+                nv = _n_valid(k, lat[name], t_steps, per_lane, n, lanes)
+                if nv:
+                    max_u = max(max_u, int(np.abs(un[:nv]).max(initial=0)))
+                    max_v = max(max_v, int(np.abs(vn[:nv]).max(initial=0)))
+            for r in graph.readouts.values():
+                for y in incoming[r.name]:
+                    cur = y.arriving(k)
+                    if cur is not None:
+                        raw_r[r.name][k] += cur
+            # 2. every synapse reads its sources at this step; the target sees it at
+            # k + 1 + delay. A multi-source synapse's sources share one latency (the first's).
+            x_k = x[:, k] if k < n_input_steps else no_input
+            for y in syns:
+                y.propagate([x_k if node == INPUT else raw_s[node][k] for node in y.sources],
+                            _n_valid(k, lat[y.sources[0]], t_steps, per_lane, n, lanes), k)
+            bar.update(1)
+
+    counters: dict[str, int] = {"synaptic_events": 0, "ac": 0, "mac": 0}
+    for y in syns:
+        counters["synaptic_events"] += y.events
+        counters["mac" if y.graded else "ac"] += y.events
+        counters.update(y.counters())
+    counters["neuron_updates"] = sum(p.size for p in pops) * n * t_steps
+    counters["steps"] = steps
+    counters["lanes"] = lanes
+    counters["pipeline_events"] = sum(y.extra_events for y in syns)
+    counters["max_abs_u"] = max_u
+    counters["max_abs_v"] = max_v
+    return Timeline(raw_s, raw_r, raw_u, raw_v, lat, n, per_lane, t_steps, counters)
+
+
+def run(
+    graph: QGraph,
+    inputs: np.ndarray,
+    *,
+    record_state: bool = False,
+    progress: bool = False,
+    lanes: int = 1,
+) -> RunResult:
+    """Simulate the deployed timeline; records are aligned to the trained model's time axis.
+
+    ``inputs``: [sample, timestep, *input_shape] integers. ``lanes``: independent copies of
+    the timeline run side by side (identical records; see the module docstring). Returns
+    spikes (bool [N, T, size]), readouts (int64 [N, T, size], bias excluded), the counters of
+    docs/event_sim.md and, with ``record_state``, the (u, v) traces of every population.
+
+    Raises:
+        UserError: ``inputs`` has the wrong shape, non-integers, or values out of range
+            (:func:`targets.base.check_inputs`).
+        GraphError: a Conv whose shapes disagree.
+    """
+    x = check_inputs(graph, inputs)
+    tl = simulate(graph, x, record_state=record_state, progress=progress, lanes=lanes)
+    spikes = {p: tl.cut(raw, p) for p, raw in tl.spikes.items()}
+    readouts = {r: tl.cut(raw, r) for r, raw in tl.readouts.items()}
+    states = {p: (tl.cut(tl.u[p], p), tl.cut(tl.v[p], p)) for p in tl.u}
+    counters = dict(tl.counters)
+    for p, s in spikes.items():
+        counters[f"spikes/{p}"] = int(s.sum())
+    return RunResult(spikes, readouts, counters, states)
