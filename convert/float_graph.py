@@ -4,6 +4,10 @@ Same shape as :class:`core.graph.QGraph` (populations, readouts, one linear map 
 but in float. Synapse weights are in "voltage per unit of integer input": the input encoding's
 scale and NIR's input gain (dt * r / tau) are already folded in, so the quantizer sees one
 number per weight. numpy only.
+
+One difference in shape from the integer IR: a float synapse (:class:`FSynapse`) holds its
+linear map as ``op`` (an :class:`FDense` or :class:`FConv`), where core's ``Dense`` and ``Conv``
+are synapses themselves. Records are built whole (``dataclasses.replace``), never patched.
 """
 
 from __future__ import annotations
@@ -20,11 +24,16 @@ from core.ops import conv2d
 
 @dataclass
 class FDense:
-    weight: np.ndarray  # [n_out, n_in] over flattened source/target
+    """A dense map: ``weight`` [n_out, n_in] over the flattened (C-order) source and target."""
+
+    weight: np.ndarray
 
 
 @dataclass
 class FConv:
+    """A 2-D convolution in PyTorch's layout and sense (cross-correlation), shapes (C, H, W),
+    optionally followed by non-overlapping max pooling of its output currents."""
+
     weight: np.ndarray  # [C_out, C_in // groups, kh, kw], cross-correlation
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -36,6 +45,8 @@ class FConv:
 
 @dataclass
 class FSynapse:
+    """One linear map ``op`` from ``source`` (the input or a population) to ``target``."""
+
     name: str
     source: str
     target: str
@@ -94,22 +105,28 @@ class FPopulation:
 
     @property
     def size(self) -> int:
+        """Number of neurons (product of ``shape``)."""
         return int(np.prod(self.shape))
 
 
 @dataclass
 class FReadout:
+    """Currents delivered off-chip each step (class scores summed over time), plus ``bias``."""
+
     name: str
     shape: tuple[int, ...]
     bias: np.ndarray  # flat [size], added per step
 
     @property
     def size(self) -> int:
+        """Number of neurons (product of ``shape``)."""
         return int(np.prod(self.shape))
 
 
 @dataclass
 class FGraph:
+    """Populations and readouts joined by synapses, run for ``timesteps`` steps per sample."""
+
     input: InputSpec
     populations: dict[str, FPopulation]
     readouts: dict[str, FReadout]
@@ -119,7 +136,9 @@ class FGraph:
     notes: list[str] = field(default_factory=list)  # approximations the import had to make
 
     def incoming(self, name: str) -> list[FSynapse | FSpikeAttention]:
+        """The synapses into ``name``, in graph order."""
         return [s for s in self.synapses if s.target == name]
 
     def order(self) -> list[str]:
+        """Populations and readouts, every source before its targets (:func:`topo_order`)."""
         return topo_order([*self.populations, *self.readouts], self.synapses)

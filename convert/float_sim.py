@@ -13,7 +13,8 @@ from core.graph import INPUT
 
 
 def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """inputs [N, T, *input_shape] (integers as encoded) -> (scores [N, n_out], spikes)."""
+    """inputs [N, T, *input_shape] (integers as encoded) -> (scores [N, n_out] summed over
+    time, spikes: population -> bool [N, T, size])."""
     x = np.asarray(inputs, dtype=np.float64)
     n, t_steps = x.shape[:2]
     acts: dict[str, np.ndarray] = {INPUT: x.reshape(n, t_steps, -1)}

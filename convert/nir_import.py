@@ -3,12 +3,14 @@
 The rewrites done here are exact in float:
 - every chain of linear nodes (Affine, Linear, Conv2d, pooling, Flatten, Scale) between two
   neuron populations becomes one synapse; pooling followed by a convolution becomes one strided
-  convolution with an expanded kernel, any other chain one dense matrix;
+  convolution with an expanded kernel, any other chain one dense matrix (:class:`NIRView`);
 - biases along a chain become the target population's per-step bias;
 - NIR's continuous-time parameters become per-step factors with the graph's ``dt``
   (forward Euler), and the input gain ``dt * r / tau`` is folded into the incoming weights;
-- per-neuron thresholds are normalised to one value per population (Loihi has one ``vth`` per
-  process) by scaling each neuron's incoming weights and bias.
+  per-neuron thresholds are normalised to one value per population (Loihi has one ``vth`` per
+  process) by scaling each neuron's incoming weights and bias (:mod:`convert.neuron_params`);
+- where paths of different depth meet, the shorter ones get balancing delays
+  (:func:`core.graph.balance_delays`).
 What cannot be mapped is refused with the node's name and the reason. numpy only.
 """
 
@@ -29,18 +31,26 @@ from convert.float_graph import (
     FSpikeAttention,
     FSynapse,
 )
+from convert.neuron_params import (
+    NEURONS,
+    kind,
+    normalise_threshold,
+    parameter_arrays,
+    step_params,
+)
 from core.fixedpoint import max_pool2d
-from core.graph import INPUT, GraphError, InputSpec
+from core.graph import INPUT, GraphError, InputSpec, balance_delays
 from core.nir_ext import read_nir
 from core.nir_io import meta_value
 from core.ops import conv2d, conv2d_out_hw, pool2d
 
-NEURONS = ("LIF", "CubaLIF", "IF")
 LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
 # MaxPool2d is our extension node (max of currents): allowed only as Conv2d -> MaxPool2d -> neuron.
 # SpikeAttention (extension): the product of three populations' spikes, straight into a neuron.
 PRODUCTS = ("SpikeAttention",)
+SUPPORTED = (*NEURONS, *LINEAR, *PRODUCTS, "Input", "Output")
 DEFAULT_DT = 1e-4  # snnTorch's export convention; ours always records dt in the metadata
+DENSE_LIMIT = 20000  # largest source a non-conv chain is composed from (an n x n identity)
 
 
 def _pair(v: Any) -> tuple[int, int]:
@@ -48,14 +58,20 @@ def _pair(v: Any) -> tuple[int, int]:
     return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
-def _kind(node: Any) -> str:
-    return type(node).__name__
+class NIRView:
+    """A NIR graph as the importer reads it: node shapes, and the chains of linear nodes
+    between neurons composed into single linear maps.
 
+    ``g`` is a ``nir.NIRGraph`` (or anything with ``nodes``, ``edges``). Shapes are inferred
+    from the Input node forward (``shape``); ``apply``/``run_chain`` evaluate linear nodes on
+    a batch; ``compose`` turns a chain into one :class:`FDense` or :class:`FConv`.
 
-class _Importer:
-    def __init__(self, g: Any, dt: float, input_kind: str | None, input_scale: float | None):
-        self.g = g
-        self.dt = dt
+    Raises:
+        GraphError: an edge to an unknown node, a NIR ``Delay``, or a node type neurodeploy
+            cannot map (the message names the node and the supported types).
+    """
+
+    def __init__(self, g: Any):
         self.nodes = dict(g.nodes)
         self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
         for a, b in g.edges:
@@ -63,30 +79,32 @@ class _Importer:
                 if end not in self.nodes:
                     raise GraphError(f"edge {a}->{b} refers to unknown node {end!r}")
             self.preds[b].append(a)
-        self.meta = {k: meta_value(v) for k, v in dict(g.metadata or {}).items()}
-        self.input_kind = input_kind
-        self.input_scale = input_scale
         self._shapes: dict[str, tuple[int, ...]] = {}
-        self.notes: list[str] = []
         for name, node in self.nodes.items():
-            k = _kind(node)
+            k = kind(node)
             if k == "Delay":
                 raise GraphError(f"node {name!r} is a NIR Delay: explicit delays are not "
                                  "supported yet (neurodeploy adds its own balancing delays)")
-            if k not in (*NEURONS, *LINEAR, *PRODUCTS, "Input", "Output"):
+            if k not in SUPPORTED:
                 raise GraphError(
                     f"node {name!r} is a NIR {k}, which neurodeploy cannot map to Loihi "
-                    f"(supported: {', '.join((*NEURONS, *LINEAR, *PRODUCTS, 'Input', 'Output'))})"
+                    f"(supported: {', '.join(SUPPORTED)})"
                 )
 
     # --- shapes -------------------------------------------------------------------------
     def shape(self, name: str, _stack: tuple[str, ...] = ()) -> tuple[int, ...]:
+        """The output shape of node ``name`` (inferred from the Input node forward).
+
+        Raises:
+            GraphError: the node is on a cycle, has no input edge, receives inputs of
+                different sizes, or its parameters do not fit its input.
+        """
         if name in self._shapes:
             return self._shapes[name]
         if name in _stack:
             raise GraphError(f"node {name!r} is on a cycle: recurrent graphs are not supported")
         node = self.nodes[name]
-        k = _kind(node)
+        k = kind(node)
         if k == "Input":
             shp = tuple(int(s) for s in np.asarray(next(iter(node.input_type.values()))).ravel())
         else:
@@ -102,7 +120,7 @@ class _Importer:
         return shp
 
     def _out_shape(self, name: str, node: Any, s: tuple[int, ...]) -> tuple[int, ...]:
-        k = _kind(node)
+        k = kind(node)
         size = int(np.prod(s))
         if k in ("Affine", "Linear"):
             w = np.asarray(node.weight)
@@ -135,7 +153,7 @@ class _Importer:
             end = int(node.end_dim) % nd if nd else 0
             return (*s[:start], int(np.prod(s[start : end + 1])), *s[end + 1 :])
         if k in NEURONS:
-            params = [np.asarray(v) for v in self._neuron_arrays(node)]
+            params = [np.asarray(v) for v in parameter_arrays(node)]
             for p in params:
                 if p.size not in (1, size):
                     raise GraphError(
@@ -176,20 +194,17 @@ class _Importer:
             raise GraphError(f"Conv2d padding {p!r} is not supported")
         return _pair(p)
 
-    @staticmethod
-    def _neuron_arrays(node: Any) -> list[Any]:
-        k = _kind(node)
-        if k == "LIF":
-            return [node.tau, node.r, node.v_leak, node.v_threshold]
-        if k == "CubaLIF":
-            return [node.tau_syn, node.tau_mem, node.r, node.v_leak, node.v_threshold, node.w_in]
-        return [node.r, node.v_threshold]
-
     # --- linear chains ------------------------------------------------------------------
     def apply(self, name: str, x: np.ndarray, with_bias: bool) -> np.ndarray:
-        """One linear node on a batch x [B, *in_shape] -> [B, *out_shape]."""
+        """One linear node on a batch: x [B, *in_shape] -> [B, *out_shape] (float64).
+
+        ``with_bias``: add the node's bias (Affine, Conv2d); ``False`` gives the linear part.
+
+        Raises:
+            GraphError: ``name`` is not a linear node.
+        """
         node = self.nodes[name]
-        k = _kind(node)
+        k = kind(node)
         b = x.shape[0]
         out_shape = self.shape(name)
         if k in ("Affine", "Linear"):
@@ -220,13 +235,18 @@ class _Importer:
         raise GraphError(f"node {name!r}: {k} is not a linear map")
 
     def paths_into(self, name: str) -> list[tuple[str, list[str]]]:
-        """Every (source, [linear nodes from source to ``name``]) feeding ``name``."""
+        """Every (source, [linear nodes from source to ``name``]) feeding ``name``: a source
+        is the Input, a neuron or a product (spike attention).
+
+        Raises:
+            GraphError: a cycle, an Output feeding a node, or a node without input edge.
+        """
         out: list[tuple[str, list[str]]] = []
 
         def walk(node: str, chain: list[str], seen: tuple[str, ...]) -> None:
             if node in seen:
                 raise GraphError(f"node {node!r} is on a cycle: recurrent graphs are not supported")
-            k = _kind(self.nodes[node])
+            k = kind(self.nodes[node])
             if k in (*NEURONS, "Input", *PRODUCTS):  # a product is a synapse of its own
                 out.append((node, chain))
                 return
@@ -244,17 +264,28 @@ class _Importer:
         return out
 
     def run_chain(self, chain: list[str], x: np.ndarray, with_bias: bool) -> np.ndarray:
+        """The linear nodes ``chain`` one after another on x [B, *source_shape] -> [B, n_out]
+        (flat), the reference for :meth:`compose`."""
         for n in chain:
             x = self.apply(n, x, with_bias)
         return x.reshape(x.shape[0], -1)
 
     def compose(self, src: str, chain: list[str]) -> FDense | FConv:
-        """One linear map (weights without bias) for a chain of linear nodes."""
+        """One linear map (weights without bias) for the chain of linear nodes from ``src``.
+
+        Pooling (kernel == stride, no padding) followed by a Conv2d becomes one strided
+        convolution, Conv2d -> MaxPool2d a convolution with max pooling of its currents,
+        anything else one dense matrix [n_out, n_in] (sources up to ``DENSE_LIMIT``).
+
+        Raises:
+            GraphError: a max pooling that does not directly follow one Conv2d, overlapping
+                max pooling, or a dense chain from a source larger than ``DENSE_LIMIT``.
+        """
         src_shape = self.shape(src)
-        pools = [i for i, n in enumerate(chain) if _kind(self.nodes[n]) == "MaxPool2d"]
+        pools = [i for i, n in enumerate(chain) if kind(self.nodes[n]) == "MaxPool2d"]
         if pools:
             if pools != [len(chain) - 1] or len(chain) < 2 or \
-                    _kind(self.nodes[chain[-2]]) != "Conv2d":
+                    kind(self.nodes[chain[-2]]) != "Conv2d":
                 raise GraphError(f"max pooling of currents {chain[pools[0]]!r} must directly "
                                  "follow a Conv2d and feed a neuron population")
             conv = self._compose_conv(chain[:-1])
@@ -263,16 +294,15 @@ class _Importer:
             node = self.nodes[chain[-1]]
             if list(node.kernel_size) != list(node.stride):
                 raise GraphError(f"node {chain[-1]!r}: only non-overlapping max pooling")
-            conv.max_pool = tuple(int(v) for v in node.kernel_size)
-            conv.out_shape = self.shape(chain[-1])
-            return conv
+            return replace(conv, max_pool=tuple(int(v) for v in node.kernel_size),
+                           out_shape=self.shape(chain[-1]))
         conv = self._compose_conv(chain)
-        if conv is None and len(chain) > 1 and _kind(self.nodes[chain[-1]]) == "Flatten":
+        if conv is None and len(chain) > 1 and kind(self.nodes[chain[-1]]) == "Flatten":
             conv = self._compose_conv(chain[:-1])  # a trailing reshape keeps the convolution
         if conv is not None:
             return conv
         n_in = int(np.prod(src_shape))
-        if n_in > 20000:
+        if n_in > DENSE_LIMIT:
             raise GraphError(f"chain {chain} from {src!r} is too large to compose densely")
         eye = np.eye(n_in).reshape(n_in, *src_shape)
         w = self.run_chain(chain, eye, with_bias=False).T  # [n_out, n_in]
@@ -286,7 +316,7 @@ class _Importer:
         def value(n: str) -> np.ndarray:
             if n in memo:
                 return memo[n]
-            k = _kind(self.nodes[n])
+            k = kind(self.nodes[n])
             if k in (*NEURONS, "Input", *PRODUCTS):  # a product of spikes has no constant
                 out = np.zeros((1, *self.shape(n)))
             else:
@@ -301,7 +331,7 @@ class _Importer:
 
     def _compose_conv(self, chain: list[str]) -> FConv | None:
         """[pool (kernel == stride, no padding) ...] + Conv2d  ->  one strided convolution."""
-        if not chain or _kind(self.nodes[chain[-1]]) != "Conv2d":
+        if not chain or kind(self.nodes[chain[-1]]) != "Conv2d":
             return None
         conv = self.nodes[chain[-1]]
         w = np.asarray(conv.weight, dtype=np.float64)
@@ -311,7 +341,7 @@ class _Importer:
             in_shape = self._as_chw(chain[-1], in_shape, w)
         for name in reversed(chain[:-1]):
             node = self.nodes[name]
-            k = _kind(node)
+            k = kind(node)
             if k == "Flatten":
                 continue
             if k not in ("SumPool2d", "AvgPool2d"):
@@ -321,7 +351,6 @@ class _Importer:
             if kp != sp or pp != (0, 0) or len(src) != 3 or src[1] % kp[0] or src[2] % kp[1]:
                 return None
             factor = 1.0 if k == "SumPool2d" else 1.0 / (kp[0] * kp[1])
-            co, ci, kh, kw = w.shape
             w = np.repeat(np.repeat(w, kp[0], axis=2), kp[1], axis=3) * factor
             stride = (stride[0] * kp[0], stride[1] * kp[1])
             padding = (padding[0] * kp[0], padding[1] * kp[1])
@@ -329,147 +358,12 @@ class _Importer:
         out_shape = self.shape(chain[-1])
         return FConv(w, stride, padding, int(conv.groups), tuple(in_shape), tuple(out_shape))
 
-    # --- neurons ------------------------------------------------------------------------
-    def neuron(self, name: str) -> tuple[float, float, np.ndarray, np.ndarray, np.ndarray]:
-        """(beta, alpha, input gain per neuron, leak bias per neuron, threshold per neuron)."""
-        node = self.nodes[name]
-        k = _kind(node)
-        size = int(np.prod(self.shape(name)))
-        dt = self.dt
+    def order(self) -> list[str]:
+        """Every node, each after its predecessors (shapes checked on the way).
 
-        def arr(v: Any) -> np.ndarray:
-            return np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (size,)).copy()
-
-        def one(v: np.ndarray, what: str) -> float:
-            if not np.allclose(v, v[0]):
-                raise GraphError(
-                    f"node {name!r} ({k}): {what} differs between neurons; Loihi has one "
-                    "decay per population"
-                )
-            return float(v[0])
-
-        v_reset = getattr(node, "v_reset", None)
-        if v_reset is not None and np.any(np.asarray(v_reset) != 0):
-            raise GraphError(f"node {name!r} ({k}): v_reset != 0; Loihi's LIF resets to 0")
-        if k == "LIF":
-            tau = arr(node.tau)
-            beta = one(1.0 - dt / tau, "tau")
-            gain = dt * arr(node.r) / tau
-            leak = dt / tau * arr(node.v_leak)
-            alpha = 0.0
-        elif k == "CubaLIF":
-            tau_s, tau_m = arr(node.tau_syn), arr(node.tau_mem)
-            alpha = one(1.0 - dt / tau_s, "tau_syn")
-            beta = one(1.0 - dt / tau_m, "tau_mem")
-            gain = (dt / tau_s) * arr(node.w_in) * dt * arr(node.r) / tau_m
-            leak = dt / tau_m * arr(node.v_leak)
-        else:  # IF
-            beta, alpha = 1.0, 0.0
-            gain = dt * arr(node.r)
-            leak = np.zeros(size)
-        for what, f in (("voltage decay", beta), ("current decay", alpha)):
-            if not 0.0 <= f <= 1.0:
-                raise GraphError(
-                    f"node {name!r} ({k}): {what} factor {f:.4g} is outside [0, 1] with dt={dt}; "
-                    "pass the exporter's dt (--dt)"
-                )
-        return beta, alpha, gain, leak, arr(node.v_threshold)
-
-    def build(self, timesteps: int | None) -> FGraph:
-        inputs = [n for n, v in self.nodes.items() if _kind(v) == "Input"]
-        if len(inputs) != 1:
-            raise GraphError(f"graph needs exactly one Input node, found {len(inputs)}")
-        in_name = inputs[0]
-        rename = {in_name: INPUT}
-        enc = self.meta.get("encoding")
-        kind = self.input_kind or ("graded" if enc == "direct" else "spikes")
-        scale = self.input_scale
-        if scale is None:
-            scale = float(self.meta.get("input_scale", 1.0))
-        max_value = int(self.meta.get("input_max", 255 if kind == "graded" else 1))
-        in_spec = InputSpec(shape=self.shape(in_name), kind=kind, max_value=max_value)
-
-        pops: dict[str, FPopulation] = {}
-        readouts: dict[str, FReadout] = {}
-        syns: list[FSynapse] = []
-        for name in self._topo():
-            node = self.nodes[name]
-            k = _kind(node)
-            if k not in (*NEURONS, "Output"):
-                continue
-            shape = self.shape(name)
-            size = int(np.prod(shape))
-            incoming: list[FSynapse] = []
-            paths = self.paths_into(name)
-            for src, chain in paths:
-                if _kind(self.nodes[src]) in PRODUCTS:
-                    incoming.append(self._attention(src, chain, name, rename))
-                    continue
-                pooled = [n for n in chain if _kind(self.nodes[n]) == "MaxPool2d"]
-                if pooled and sum(pooled[0] in c for _, c in paths) > 1:
-                    raise GraphError(f"max pooling {pooled[0]!r} takes the max of a sum of "
-                                     "several inputs: not expressible as synapses")
-                # neuron straight into neuron: an identity synapse
-                op = self.compose(src, chain) if chain else FDense(np.eye(size))
-                if src == in_name:
-                    op = _scaled(op, scale)
-                maps = [n for n in chain if _kind(self.nodes[n]) in ("Affine", "Linear", "Conv2d")]
-                label = (maps or chain)[-1] if chain else f"{src}_to_{name}"
-                taken = {s.name for s in (*syns, *incoming)}
-                if label in taken:  # one linear node on several paths: name each synapse
-                    label = f"{label}_{src}_to_{name}"
-                incoming.append(FSynapse(label, rename.get(src, src), name, op))
-            bias = self.bias_into(name)
-            if k == "Output":
-                readouts[name] = FReadout(name, shape, bias)
-            else:
-                beta, alpha, gain, leak, vth = self.neuron(name)
-                if np.any(vth <= 0):
-                    raise GraphError(f"node {name!r} ({k}): threshold must be positive")
-                # One threshold per population: scale neuron i's inputs by th0 / vth_i.
-                th0 = float(vth.max())
-                per = gain * th0 / vth
-                incoming = [_scale_rows(s, per) for s in incoming]
-                bias = bias * per + leak * th0 / vth
-                if alpha > 0 and np.any(bias != 0):
-                    self.notes.append(
-                        f"{name}: bias enters the synaptic current in NIR (CubaLIF) but v on "
-                        "Loihi; mapped to its steady-state value"
-                    )
-                    bias = bias / (1.0 - alpha) if alpha < 1 else bias
-                pops[name] = FPopulation(name, shape, beta, alpha, th0, bias)
-            syns.extend(incoming)
-        for s in syns:
-            if s.source in readouts:
-                raise GraphError(f"Output node {s.source!r} feeds {s.target!r}")
-        if not readouts and not pops:
-            raise GraphError("graph has no neurons and no Output node")
-        _balance(list(pops) + list(readouts), syns)
-        t = timesteps or int(self.meta.get("timesteps", 0) or 0)
-        if t <= 0:
-            raise GraphError("the graph records no timesteps: pass --timesteps")
-        return FGraph(in_spec, pops, readouts, syns, t, dict(self.meta), self.notes)
-
-    def _attention(self, node: str, chain: list[str], target: str,
-                   rename: dict[str, str]) -> FSpikeAttention:
-        """The SpikeAttention node ``node`` as a synapse into ``target``: it must read three
-        neuron populations directly and feed the neuron with no linear map in between."""
-        att = self.nodes[node]
-        if chain:
-            raise GraphError(f"SpikeAttention {node!r} must feed a neuron population directly, "
-                             f"not through {chain}")
-        roles = att.input_names
-        if sorted(roles) != sorted(self.preds[node]):
-            raise GraphError(f"SpikeAttention {node!r}: inputs {roles} (q, k, v) are not its "
-                             f"predecessors {self.preds[node]}")
-        for r in roles:
-            if _kind(self.nodes[r]) not in NEURONS:
-                raise GraphError(f"SpikeAttention {node!r}: input {r!r} is a "
-                                 f"{_kind(self.nodes[r])}, not a neuron population (spikes)")
-        return FSpikeAttention(node, tuple(rename.get(r, r) for r in roles), target,
-                               self.shape(node), int(att.heads), float(att.scale))
-
-    def _topo(self) -> list[str]:
+        Raises:
+            GraphError: whatever :meth:`shape` raises for some node.
+        """
         for n in self.nodes:
             self.shape(n)
         order: list[str] = []
@@ -488,29 +382,116 @@ class _Importer:
         return order
 
 
-def _balance(nodes: list[str], syns: list[FSynapse]) -> None:
-    """Latency balancing: where paths of different depth meet, delay the shorter ones so that
-    every input of a node arrives together, as in the trained (zero-latency) model."""
-    from core.graph import synapse_sources, topo_order
+def _attention(view: NIRView, node: str, chain: list[str], target: str,
+               rename: dict[str, str]) -> FSpikeAttention:
+    """The SpikeAttention node ``node`` as a synapse into ``target``: it must read three
+    neuron populations directly and feed the neuron with no linear map in between."""
+    att = view.nodes[node]
+    if chain:
+        raise GraphError(f"SpikeAttention {node!r} must feed a neuron population directly, "
+                         f"not through {chain}")
+    roles = att.input_names
+    if sorted(roles) != sorted(view.preds[node]):
+        raise GraphError(f"SpikeAttention {node!r}: inputs {roles} (q, k, v) are not its "
+                         f"predecessors {view.preds[node]}")
+    for r in roles:
+        if kind(view.nodes[r]) not in NEURONS:
+            raise GraphError(f"SpikeAttention {node!r}: input {r!r} is a "
+                             f"{kind(view.nodes[r])}, not a neuron population (spikes)")
+    return FSpikeAttention(node, tuple(rename.get(r, r) for r in roles), target,
+                           view.shape(node), int(att.heads), float(att.scale))
 
-    lat = {INPUT: 0}
-    for n in topo_order(nodes, syns):
-        inc = [s for s in syns if s.target == n]
-        lat[n] = max(lat[src] + 1 for s in inc for src in synapse_sources(s))
-        for s in inc:
-            if len({lat[src] for src in synapse_sources(s)}) > 1:
-                raise GraphError(
-                    f"synapse {s.name!r}: its sources {synapse_sources(s)} have different "
-                    f"latencies {[lat[x] for x in synapse_sources(s)]}; a product of spikes "
-                    "needs all of them from the same step (balance them upstream)")
-            s.delay = lat[n] - lat[s.source] - 1
+
+def _input_spec(view: NIRView, meta: dict[str, Any], input_kind: str | None
+                ) -> tuple[str, InputSpec]:
+    """The one Input node's name and what the user feeds it: the kind (``input_kind``, else
+    graded for a ``direct`` encoding, else spikes) and the largest value (``input_max``)."""
+    inputs = [n for n, v in view.nodes.items() if kind(v) == "Input"]
+    if len(inputs) != 1:
+        raise GraphError(f"graph needs exactly one Input node, found {len(inputs)}")
+    in_kind = input_kind or ("graded" if meta.get("encoding") == "direct" else "spikes")
+    max_value = int(meta.get("input_max", 255 if in_kind == "graded" else 1))
+    return inputs[0], InputSpec(shape=view.shape(inputs[0]), kind=in_kind, max_value=max_value)
+
+
+def _incoming(view: NIRView, name: str, taken: set[str], in_name: str, scale: float
+              ) -> list[FSynapse | FSpikeAttention]:
+    """The synapses into the neuron or Output ``name``: one per path from a source, its
+    chain of linear nodes composed; the Input's ``scale`` folded into its weights.
+    ``taken``: synapse names already used (a linear node on several paths gets one each)."""
+    rename = {in_name: INPUT}
+    size = int(np.prod(view.shape(name)))
+    incoming: list[FSynapse | FSpikeAttention] = []
+    paths = view.paths_into(name)
+    for src, chain in paths:
+        if kind(view.nodes[src]) in PRODUCTS:
+            incoming.append(_attention(view, src, chain, name, rename))
+            continue
+        pooled = [n for n in chain if kind(view.nodes[n]) == "MaxPool2d"]
+        if pooled and sum(pooled[0] in c for _, c in paths) > 1:
+            raise GraphError(f"max pooling {pooled[0]!r} takes the max of a sum of "
+                             "several inputs: not expressible as synapses")
+        # neuron straight into neuron: an identity synapse
+        op = view.compose(src, chain) if chain else FDense(np.eye(size))
+        if src == in_name:
+            op = _scaled(op, scale)
+        maps = [n for n in chain if kind(view.nodes[n]) in ("Affine", "Linear", "Conv2d")]
+        label = (maps or chain)[-1] if chain else f"{src}_to_{name}"
+        if label in taken | {s.name for s in incoming}:  # one linear node on several paths
+            label = f"{label}_{src}_to_{name}"
+        incoming.append(FSynapse(label, rename.get(src, src), name, op))
+    return incoming
+
+
+def _population(view: NIRView, name: str, incoming: list[FSynapse | FSpikeAttention],
+                bias: np.ndarray, dt: float
+                ) -> tuple[FPopulation, list[FSynapse | FSpikeAttention], str | None]:
+    """The neuron node ``name`` as a population with one threshold, its incoming synapses
+    rescaled (input gain and threshold normalisation), and a note on any approximation."""
+    params = step_params(name, view.nodes[name], int(np.prod(view.shape(name))), dt)
+    norm = normalise_threshold(name, params, bias)
+    incoming = [_scale_rows(s, norm.input_scale) for s in incoming]
+    pop = FPopulation(name, view.shape(name), params.beta, params.alpha, norm.threshold,
+                      norm.bias)
+    return pop, incoming, norm.note
+
+
+def _build(view: NIRView, meta: dict[str, Any], dt: float, input_kind: str | None,
+           input_scale: float | None, timesteps: int | None) -> FGraph:
+    """The float graph of ``view``: populations, readouts, composed and balanced synapses."""
+    in_name, in_spec = _input_spec(view, meta, input_kind)
+    scale = float(meta.get("input_scale", 1.0)) if input_scale is None else input_scale
+    pops: dict[str, FPopulation] = {}
+    readouts: dict[str, FReadout] = {}
+    syns: list[FSynapse | FSpikeAttention] = []
+    notes: list[str] = []
+    for name in view.order():
+        k = kind(view.nodes[name])
+        if k not in (*NEURONS, "Output"):
+            continue
+        incoming = _incoming(view, name, {s.name for s in syns}, in_name, scale)
+        bias = view.bias_into(name)
+        if k == "Output":
+            readouts[name] = FReadout(name, view.shape(name), bias)
+        else:
+            pops[name], incoming, note = _population(view, name, incoming, bias, dt)
+            notes.extend([note] if note else [])
+        syns.extend(incoming)
+    for s in syns:
+        if s.source in readouts:
+            raise GraphError(f"Output node {s.source!r} feeds {s.target!r}")
+    if not readouts and not pops:
+        raise GraphError("graph has no neurons and no Output node")
+    syns = balance_delays([*pops, *readouts], syns)
+    t = timesteps or int(meta.get("timesteps", 0) or 0)
+    if t <= 0:
+        raise GraphError("the graph records no timesteps: pass --timesteps")
+    return FGraph(in_spec, pops, readouts, syns, t, dict(meta), notes)
 
 
 def _scaled(op: FDense | FConv, scale: float, weight: np.ndarray | None = None) -> FDense | FConv:
-    w = (op.weight if weight is None else weight) * scale
-    if isinstance(op, FDense):
-        return FDense(w)
-    return FConv(w, op.stride, op.padding, op.groups, op.in_shape, op.out_shape, op.max_pool)
+    """``op`` with its weights (or ``weight``) times ``scale``."""
+    return replace(op, weight=(op.weight if weight is None else weight) * scale)
 
 
 def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
@@ -524,7 +505,7 @@ def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
                              "a spike attention")
         return replace(s, scale=s.scale * float(per[0]))
     if isinstance(s.op, FDense):
-        return FSynapse(s.name, s.source, s.target, FDense(s.op.weight * per[:, None]))
+        return replace(s, op=FDense(s.op.weight * per[:, None]))
     co = s.op.out_shape[0]
     per_c = per.reshape(co, -1)
     if not np.allclose(per_c, per_c[:, :1]):
@@ -532,7 +513,7 @@ def _scale_rows(s: FSynapse, per: np.ndarray) -> FSynapse:
             f"synapse {s.name!r}: per-neuron gains/thresholds vary within a conv channel"
         )
     w = s.op.weight * per_c[:, 0][:, None, None, None]
-    return FSynapse(s.name, s.source, s.target, _scaled(s.op, 1.0, weight=w))
+    return replace(s, op=_scaled(s.op, 1.0, weight=w))
 
 
 def import_nir(
@@ -543,7 +524,19 @@ def import_nir(
     input_kind: str | None = None,
     input_scale: float | None = None,
 ) -> FGraph:
-    """A NIR graph (object or file path) as a float graph ready for quantization."""
+    """A NIR graph (object or file path) as a float graph ready for quantization.
+
+    ``dt`` (s): the time step of the discretization (default: the graph's ``dt`` metadata,
+    else snnTorch's 1e-4); ``timesteps``: steps per sample if the graph records none;
+    ``input_kind``: ``"spikes"`` (0/1) or ``"graded"`` (integers up to ``input_max``), default
+    from the graph's ``encoding``; ``input_scale``: float value of one integer input unit
+    (default: the graph's ``input_scale``, else 1).
+
+    Raises:
+        GraphError: metadata Loihi cannot honour (reset other than to zero, ``>=`` spikes), an
+            unknown input kind, a node or structure that cannot be mapped (named), or no
+            timesteps.
+    """
     g = read_nir(source) if isinstance(source, str | Path) else source
     meta = {k: meta_value(v) for k, v in dict(getattr(g, "metadata", {}) or {}).items()}
     reset = meta.get("reset")
@@ -557,4 +550,4 @@ def import_nir(
         dt = float(meta.get("dt", DEFAULT_DT))
     if input_kind not in (None, "spikes", "graded"):
         raise GraphError(f"input kind must be 'spikes' or 'graded', not {input_kind!r}")
-    return _Importer(g, dt, input_kind, input_scale).build(timesteps)
+    return _build(NIRView(g), meta, dt, input_kind, input_scale, timesteps)

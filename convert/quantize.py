@@ -6,9 +6,10 @@ threshold fits 17 bits and no single step's worst-case input can wrap the 24-bit
 Dense synapses whose weights are small at that scale take a negative weight exponent so that
 their weights still use the 8-bit range (Conv cannot: Lava ignores its exponent). Mixed-sign weights
 are even, so Lava's truncation of the lowest bit leaves them unchanged (checked, not assumed).
-Everything clipped or approximated is counted in the report.
+Everything clipped or approximated is counted in the report (:class:`QuantReport`; written into
+the integer NIR file as JSON with the same field names, see docs/integer-nir.md).
 
-    python -m convert.quantize model.nir -o model.loihi.nir
+    python -m convert.quantize model.nir [-o model.loihi.nir] [--json]
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from convert.float_graph import FConv, FGraph, FPopulation, FSpikeAttention, FSynapse
+from convert.float_graph import (
+    FConv,
+    FGraph,
+    FPopulation,
+    FReadout,
+    FSpikeAttention,
+    FSynapse,
+)
+from convert.nir_import import import_nir
 from core import fixedpoint as fx
-from core.cli import check_writable, run_cli
+from core.cli import add_output_flags, check_writable, print_json, run_cli
+from core.errors import UserError
 from core.graph import (
     INPUT,
     Conv,
@@ -38,6 +49,131 @@ from core.nir_io import write_qgraph
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
+
+
+# --- the report ------------------------------------------------------------------------------
+# Plain dataclasses; ``QuantReport.to_dict()`` is the JSON object written into integer NIR files
+# (metadata ``quantization_report``) with the field names readers use. Fields that are constant
+# for a kind (``kind`` itself, an attention's weight columns) are not constructor arguments.
+
+
+@dataclass
+class PopulationReport:
+    """One LIF population: its scale (integer units per float volt, before Loihi's 2**6
+    alignment), the quantized parameters, what was clipped, and the 24-bit headroom
+    (``A_IN_SAFE / worst_a_in``: below 1, u can wrap if every input peaks at once)."""
+
+    kind: str = field(default="lif", init=False)
+    scale: float
+    vth: int
+    vth_clipped: bool
+    du: int
+    dv: int
+    beta: float
+    beta_quantized: float
+    alpha: float
+    alpha_quantized: float
+    bias_exp: int
+    biases_clipped: int
+    worst_a_in: int
+    a_in_headroom: float
+
+
+@dataclass
+class ReadoutReport:
+    """One readout: the scale of its integer currents (integer units per float unit)."""
+
+    kind: str = field(default="readout", init=False)
+    scale: float
+
+
+@dataclass
+class SynapseReport:
+    """One Dense or Conv synapse (``kind`` ``"dense"``/``"conv"``): its weight exponent, the
+    largest |integer weight|, how many weights were clipped, whether all rounded to zero, and
+    the relative RMS error of ``w * 2**weight_exp`` against the float weights at scale.
+    ``bitplanes``: the number of input bit planes it was deployed as (absent otherwise)."""
+
+    source: str
+    target: str
+    kind: str
+    delay: int
+    max_pool: bool
+    weight_exp: int
+    max_abs_weight: int
+    weights_clipped: int
+    all_zero: bool
+    rel_rms_error: float
+    bitplanes: int | None = None
+
+
+@dataclass
+class AttentionReport:
+    """One spike attention: its float ``scale`` became the output ``shift`` (also given as
+    ``weight_exp``) with relative error ``rel_rms_error``; ``max_count`` is the largest
+    ``sum_m A[n, m] v[j, m]`` (tokens x head dim). It has no stored weights."""
+
+    source: str
+    sources: list[str]
+    target: str
+    kind: str = field(default="attention", init=False)
+    delay: int
+    max_pool: bool = field(default=False, init=False)
+    weight_exp: int
+    max_abs_weight: int = field(default=0, init=False)
+    weights_clipped: int = field(default=0, init=False)
+    all_zero: bool = field(default=False, init=False)
+    rel_rms_error: float
+    scale: float
+    shift: int
+    heads: int
+    max_count: int
+
+
+@dataclass
+class QuantReport:
+    """What quantization cost: one entry per population/readout and per synapse (by name),
+    the warnings (import approximations first), and the input's bit planes (0: none)."""
+
+    populations: dict[str, PopulationReport | ReadoutReport]
+    synapses: dict[str, SynapseReport | AttentionReport]
+    warnings: list[str]
+    input_bitplanes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as plain JSON types, with the field names of the file format (a
+        synapse's ``bitplanes`` only where it was deployed as bit planes)."""
+        return asdict(self, dict_factory=lambda items: {k: v for k, v in items if v is not None})
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> QuantReport:
+        """The inverse of :meth:`to_dict` (e.g. the JSON read back from an integer NIR file).
+
+        Raises:
+            GraphError: an entry of unknown ``kind`` or with missing fields.
+        """
+        return cls(
+            populations={n: _entry(_POPULATION_KINDS, n, e) for n, e in d["populations"].items()},
+            synapses={n: _entry(_SYNAPSE_KINDS, n, e) for n, e in d["synapses"].items()},
+            warnings=list(d.get("warnings", [])),
+            input_bitplanes=int(d.get("input_bitplanes", 0)),
+        )
+
+
+_POPULATION_KINDS: dict[str, type] = {"lif": PopulationReport, "readout": ReadoutReport}
+_SYNAPSE_KINDS: dict[str, type] = {"dense": SynapseReport, "conv": SynapseReport,
+                                   "attention": AttentionReport}
+
+
+def _entry(kinds: dict[str, type], name: str, d: dict[str, Any]) -> Any:
+    """One report entry from its JSON object: the dataclass its ``kind`` names."""
+    cls = kinds.get(d.get("kind", ""))
+    if cls is None:
+        raise GraphError(f"quantization report: {name!r} has unknown kind {d.get('kind')!r}")
+    try:
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.init and f.name in d})
+    except TypeError as e:
+        raise GraphError(f"quantization report: entry {name!r} is incomplete ({e})") from None
 
 
 def _int_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
@@ -57,6 +193,7 @@ def _int_weights(w: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _max_abs(s: FSynapse) -> float:
+    """The largest |float weight| of a synapse (0 for an empty one)."""
     return float(np.abs(s.op.weight).max()) if s.op.weight.size else 0.0
 
 
@@ -70,6 +207,10 @@ def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> 
 
 
 def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int]) -> float:
+    """The scale of a population (or, ``pop=None``, a readout) fed by ``syns``: the biggest
+    weight at ``WEIGHT_LIMIT``, unless a range cap (:func:`_range_caps`) is lower; then, when
+    the biggest synapse can shift, a power-of-two fraction of that (it takes a negative weight
+    exponent), else the cap. ``max_in``: the largest value each source sends."""
     maxw = max((_max_abs(s) for s in syns), default=0.0)
     k_w = WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
     if pop is None:  # readout: no threshold, full weight range
@@ -149,127 +290,195 @@ def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def quantize(fg: FGraph, *, input_bitplanes: bool = False,
-             input_exp_zero: bool | None = None) -> tuple[QGraph, dict[str, Any]]:
+             input_exp_zero: bool | None = None) -> tuple[QGraph, QuantReport]:
     """The integer graph every target runs, and a report of what quantization cost.
+
+    Targets are quantized in topological order; each gets one scale (:func:`_target_scale`),
+    then its synapses, attentions and population (or readout) are rounded at that scale.
 
     ``input_bitplanes``: deploy a graded input as binary bit planes (multiplication-free);
     each plane projects through the same integer weights with weight exponent +b. Exactly
     equivalent to the graded deployment quantized with ``input_exp_zero=True`` (the default
     then): input synapses keep weight exponent 0 so that no plane's sum is floored.
+
+    Raises:
+        GraphError: a spike attention into a readout, an attention scale that no shift in
+            Loihi's exponent range reaches, bit planes into a max pooling, or a result that
+            fails :meth:`QGraph.validate`.
     """
-    graded_in = fg.input.kind == "graded"
     if input_exp_zero is None:
         input_exp_zero = input_bitplanes
+    graded_in = fg.input.kind == "graded"
     planes = int(fg.input.max_value).bit_length() if (input_bitplanes and graded_in) else 0
-    report: dict[str, Any] = {"populations": {}, "synapses": {}, "warnings": list(fg.notes),
-                              "input_bitplanes": planes}
-    max_in = {"input": fg.input.max_value}
+    exp_zero_on_input = graded_in and input_exp_zero
+    report = QuantReport(populations={}, synapses={}, warnings=list(fg.notes),
+                         input_bitplanes=planes)
+    max_in = {INPUT: fg.input.max_value}  # largest value each source sends (spikes: 1)
     pops: dict[str, LIFPopulation] = {}
     readouts: dict[str, Readout] = {}
-    synapses: list[Dense | Conv] = []
+    synapses: list[Dense | Conv | SpikeAttention] = []
     for name in fg.order():
-        syns = fg.incoming(name)
-        atts = [s for s in syns if isinstance(s, FSpikeAttention)]
-        syns = [s for s in syns if not isinstance(s, FSpikeAttention)]
-        is_pop = name in fg.populations
-        if atts and not is_pop:
-            raise GraphError(f"synapse {atts[0].name!r}: a spike attention into the readout "
-                             f"{name!r} is not supported (feed a population)")
-        if atts:
-            k = _attention_scale(fg.populations[name], syns, atts, max_in)
-        else:
-            k = _scale_for(fg.populations[name] if is_pop else None, syns, max_in)
-        fixed = [s for s in syns if s.source == INPUT and graded_in and input_exp_zero]
-        if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
-            k = min(k, min(WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0))
+        incoming = fg.incoming(name)
+        atts = [s for s in incoming if isinstance(s, FSpikeAttention)]
+        syns = [s for s in incoming if not isinstance(s, FSpikeAttention)]
+        fixed = [s for s in syns if s.source == INPUT and exp_zero_on_input]
+        k = _target_scale(fg, name, syns, atts, fixed, max_in)
         worst_a_in = 0
         for s in syns:
-            conv = isinstance(s.op, FConv)
-            maxw = _max_abs(s)
-            exp = 0
-            if _shiftable(s, max_in) and maxw > 0 and s not in fixed:
-                exp = -int(math.floor(math.log2(WEIGHT_LIMIT / (maxw * k)) + 1e-12))
-                exp = max(fx.WEIGHT_EXP_MIN, min(0, exp))
-            w, clipped = _int_weights(s.op.weight * k * 2.0 ** (-exp))
-            err = _rel_error(w * 2.0**exp, s.op.weight * k)
-            report["synapses"][s.name] = {
-                "source": s.source, "target": s.target, "kind": "conv" if conv else "dense",
-                "delay": s.delay, "max_pool": bool(conv and s.op.max_pool),
-                "weight_exp": exp, "max_abs_weight": int(np.abs(w).max(initial=0)),
-                "weights_clipped": clipped, "all_zero": not np.any(w), "rel_rms_error": err,
-            }
-            if not np.any(w):
-                report["warnings"].append(f"synapse {s.name}: every quantized weight is zero")
-            if clipped:
-                report["warnings"].append(f"synapse {s.name}: {clipped} weights clipped")
-            worst_a_in += int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
-            if planes and s.source == INPUT:
-                synapses.extend(_bitplane_synapses(s, w, planes, fg.input.size))
-                report["synapses"][s.name]["bitplanes"] = planes
-            elif conv:
-                synapses.append(Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding,
-                                     s.op.groups, s.op.in_shape, s.op.out_shape, s.delay,
-                                     s.op.max_pool, weight_exp=exp))
-            else:
-                synapses.append(Dense(s.name, s.source, s.target, w, exp, s.delay))
-        for a in atts:  # the dynamic spike x spike product: an exact shift at this scale
-            want = k * a.scale
-            shift = int(np.clip(round(math.log2(want)), fx.WEIGHT_EXP_MIN, fx.WEIGHT_EXP_MAX))
-            err = abs(2.0**shift - want) / want
-            synapses.append(SpikeAttention(a.name, tuple(a.sources), a.target, a.heads, shift,
-                                           a.delay))
-            report["synapses"][a.name] = {
-                "source": a.source, "sources": list(a.sources), "target": a.target,
-                "kind": "attention", "delay": a.delay, "max_pool": False, "weight_exp": shift,
-                "max_abs_weight": 0, "weights_clipped": 0, "all_zero": False,
-                "rel_rms_error": err, "scale": a.scale, "shift": shift, "heads": a.heads,
-                "max_count": _attention_worst(a),
-            }
-            if err > 1e-12:
-                report["warnings"].append(
-                    f"synapse {a.name}: attention scale {a.scale:g} x {k:g} = {want:g} rounded "
-                    f"to 2**{shift} (relative error {err:.3g})")
-            if shift < 0:
-                report["warnings"].append(f"synapse {a.name}: attention output floored by "
-                                          f"a right shift of {-shift}")
-            worst_a_in += int(fx.floor_shift(_attention_worst(a), shift))
-        if not is_pop:
-            r = fg.readouts[name]
-            bias = np.round(r.bias * k).astype(np.int64)
-            readouts[name] = Readout(name, r.shape, bias if np.any(bias) else None)
-            report["populations"][name] = {"kind": "readout", "scale": k}
+            q = _quantize_synapse(s, k, max_in, exp_zero=s.source == INPUT and exp_zero_on_input,
+                                  planes=planes if s.source == INPUT else 0,
+                                  input_size=fg.input.size)
+            synapses.extend(q.synapses)
+            report.synapses[s.name] = q.report
+            report.warnings.extend(q.warnings)
+            worst_a_in += q.worst_a_in
+        for a in atts:
+            qa = _quantize_attention(a, k)
+            synapses.extend(qa.synapses)
+            report.synapses[a.name] = qa.report
+            report.warnings.extend(qa.warnings)
+            worst_a_in += qa.worst_a_in
+        if name in fg.readouts:
+            readouts[name], report.populations[name] = _quantize_readout(fg.readouts[name], k)
             continue
-        p = fg.populations[name]
-        vth_f = p.threshold * k
-        vth = int(min(max(round(vth_f), 1), fx.VTH_MAX))
-        dv = min(max(fx.decay_from_factor(p.beta), 0), fx.DV_MAX)
-        du = fx.DU_MAX if p.alpha == 0 else min(max(fx.du_from_factor(p.alpha), 0), fx.DU_MAX)
-        mant, bexp, bclip = _bias(p.bias * k * (1 << fx.ACT_SHIFT))
-        pops[name] = LIFPopulation(name, p.shape, du, dv, vth, mant, bexp)
-        headroom = fx.A_IN_SAFE / worst_a_in if worst_a_in else float("inf")
-        report["populations"][name] = {
-            "kind": "lif", "scale": k, "vth": vth, "vth_clipped": vth != round(vth_f),
-            "du": du, "dv": dv, "beta": p.beta, "beta_quantized": fx.factor_from_dv(dv),
-            "alpha": p.alpha, "alpha_quantized": 0.0 if du == fx.DU_MAX else fx.factor_from_du(du),
-            "bias_exp": bexp, "biases_clipped": bclip,
-            "worst_a_in": worst_a_in, "a_in_headroom": headroom,
-        }
-        if vth != round(vth_f):
-            report["warnings"].append(f"{name}: threshold {vth_f:.1f} clipped to {vth}")
-        if bclip:
-            report["warnings"].append(f"{name}: {bclip} biases clipped")
-        if headroom < 1:
-            report["warnings"].append(
-                f"{name}: worst-case synaptic input {worst_a_in} exceeds the 24-bit current "
-                f"({fx.A_IN_SAFE}); u wraps if every input is at its maximum at once"
-            )
+        pops[name], report.populations[name], warnings = _quantize_population(
+            fg.populations[name], k, worst_a_in)
+        report.warnings.extend(warnings)
         max_in[name] = 1
-    meta = dict(fg.metadata)
-    meta["quantized"] = True
-    in_spec = replace(fg.input, bitplanes=planes)
-    qg = QGraph(in_spec, pops, readouts, synapses, fg.timesteps, meta)
+    meta = {**fg.metadata, "quantized": True}
+    qg = QGraph(replace(fg.input, bitplanes=planes), pops, readouts, synapses, fg.timesteps,
+                meta)
     qg.validate()
     return qg, report
+
+
+def _target_scale(fg: FGraph, name: str, syns: list[FSynapse], atts: list[FSpikeAttention],
+                  fixed: list[FSynapse], max_in: dict[str, int]) -> float:
+    """The scale ``k`` (integer units per unit of float voltage) of the population or readout
+    ``name``: :func:`_scale_for`, or :func:`_attention_scale` when attentions feed it; no
+    larger than lets the ``fixed`` synapses (weight exponent 0) fit their biggest weight.
+
+    Raises:
+        GraphError: an attention into a readout, or one whose scale no shift reaches.
+    """
+    pop = fg.populations.get(name)
+    if atts and pop is None:
+        raise GraphError(f"synapse {atts[0].name!r}: a spike attention into the readout "
+                         f"{name!r} is not supported (feed a population)")
+    k = _attention_scale(pop, syns, atts, max_in) if atts else _scale_for(pop, syns, max_in)
+    if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
+        k = min(k, min((WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0), default=k))
+    return k
+
+
+@dataclass(frozen=True)
+class _Quantized:
+    """What one float synapse became: deployed synapses (several for bit planes), its report
+    entry, warnings, and its worst-case integer input to the target in one step."""
+
+    synapses: list[Dense | Conv | SpikeAttention]
+    report: SynapseReport | AttentionReport
+    warnings: list[str]
+    worst_a_in: int
+
+
+def _weight_exp(s: FSynapse, k: float, max_in: dict[str, int], exp_zero: bool) -> int:
+    """The weight exponent in [WEIGHT_EXP_MIN, 0] that lets a shiftable synapse's biggest
+    weight use the 8-bit range at scale ``k`` (0 when it cannot or must not shift)."""
+    maxw = _max_abs(s)
+    if exp_zero or maxw == 0 or not _shiftable(s, max_in):
+        return 0
+    exp = -int(math.floor(math.log2(WEIGHT_LIMIT / (maxw * k)) + 1e-12))
+    return max(fx.WEIGHT_EXP_MIN, min(0, exp))
+
+
+def _quantize_synapse(s: FSynapse, k: float, max_in: dict[str, int], *, exp_zero: bool,
+                      planes: int, input_size: int) -> _Quantized:
+    """A Dense or Conv synapse at the target's scale ``k``: integer weights ``w * 2**exp``
+    ~ ``weight * k``; ``planes > 0`` deploys it as one synapse per input bit plane."""
+    conv = isinstance(s.op, FConv)
+    exp = _weight_exp(s, k, max_in, exp_zero)
+    w, clipped = _int_weights(s.op.weight * k * 2.0 ** (-exp))
+    report = SynapseReport(
+        source=s.source, target=s.target, kind="conv" if conv else "dense", delay=s.delay,
+        max_pool=bool(conv and s.op.max_pool), weight_exp=exp,
+        max_abs_weight=int(np.abs(w).max(initial=0)), weights_clipped=clipped,
+        all_zero=not np.any(w), rel_rms_error=_rel_error(w * 2.0**exp, s.op.weight * k),
+        bitplanes=planes or None,
+    )
+    warnings = []
+    if not np.any(w):
+        warnings.append(f"synapse {s.name}: every quantized weight is zero")
+    if clipped:
+        warnings.append(f"synapse {s.name}: {clipped} weights clipped")
+    worst = int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
+    deployed: list[Dense | Conv | SpikeAttention]
+    if planes:
+        deployed = list(_bitplane_synapses(s, w, planes, input_size))
+    elif conv:
+        deployed = [Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding, s.op.groups,
+                         s.op.in_shape, s.op.out_shape, s.delay, s.op.max_pool, weight_exp=exp)]
+    else:
+        deployed = [Dense(s.name, s.source, s.target, w, exp, s.delay)]
+    return _Quantized(deployed, report, warnings, worst)
+
+
+def _quantize_attention(a: FSpikeAttention, k: float) -> _Quantized:
+    """The dynamic spike x spike product at the target's scale ``k``: ``k * scale`` as the
+    nearest power of two in Loihi's exponent range (exact when :func:`_attention_scale`
+    chose ``k``)."""
+    want = k * a.scale
+    shift = int(np.clip(round(math.log2(want)), fx.WEIGHT_EXP_MIN, fx.WEIGHT_EXP_MAX))
+    err = abs(2.0**shift - want) / want
+    report = AttentionReport(
+        source=a.source, sources=list(a.sources), target=a.target, delay=a.delay,
+        weight_exp=shift, rel_rms_error=err, scale=a.scale, shift=shift, heads=a.heads,
+        max_count=_attention_worst(a),
+    )
+    warnings = []
+    if err > 1e-12:
+        warnings.append(f"synapse {a.name}: attention scale {a.scale:g} x {k:g} = {want:g} "
+                        f"rounded to 2**{shift} (relative error {err:.3g})")
+    if shift < 0:
+        warnings.append(f"synapse {a.name}: attention output floored by a right shift of "
+                        f"{-shift}")
+    att = SpikeAttention(a.name, tuple(a.sources), a.target, a.heads, shift, a.delay)
+    return _Quantized([att], report, warnings, int(fx.floor_shift(_attention_worst(a), shift)))
+
+
+def _quantize_readout(r: FReadout, k: float) -> tuple[Readout, ReadoutReport]:
+    """A readout at scale ``k``: its per-step bias rounded (None when all zero)."""
+    bias = np.round(r.bias * k).astype(np.int64)
+    return Readout(r.name, r.shape, bias if np.any(bias) else None), ReadoutReport(scale=k)
+
+
+def _quantize_population(p: FPopulation, k: float, worst_a_in: int
+                         ) -> tuple[LIFPopulation, PopulationReport, list[str]]:
+    """A population at scale ``k``: threshold, decays (12 bits) and bias (mantissa and
+    exponent), with the 24-bit headroom of its worst-case input ``worst_a_in``."""
+    vth_f = p.threshold * k
+    vth = int(min(max(round(vth_f), 1), fx.VTH_MAX))
+    dv = min(max(fx.decay_from_factor(p.beta), 0), fx.DV_MAX)
+    du = fx.DU_MAX if p.alpha == 0 else min(max(fx.du_from_factor(p.alpha), 0), fx.DU_MAX)
+    mant, bexp, bclip = _bias(p.bias * k * (1 << fx.ACT_SHIFT))
+    headroom = fx.A_IN_SAFE / worst_a_in if worst_a_in else float("inf")
+    report = PopulationReport(
+        scale=k, vth=vth, vth_clipped=vth != round(vth_f), du=du, dv=dv, beta=p.beta,
+        beta_quantized=fx.factor_from_dv(dv), alpha=p.alpha,
+        alpha_quantized=0.0 if du == fx.DU_MAX else fx.factor_from_du(du), bias_exp=bexp,
+        biases_clipped=bclip, worst_a_in=worst_a_in, a_in_headroom=headroom,
+    )
+    warnings = []
+    if vth != round(vth_f):
+        warnings.append(f"{p.name}: threshold {vth_f:.1f} clipped to {vth}")
+    if bclip:
+        warnings.append(f"{p.name}: {bclip} biases clipped")
+    if headroom < 1:
+        warnings.append(
+            f"{p.name}: worst-case synaptic input {worst_a_in} exceeds the 24-bit current "
+            f"({fx.A_IN_SAFE}); u wraps if every input is at its maximum at once"
+        )
+    return LIFPopulation(p.name, p.shape, du, dv, vth, mant, bexp), report, warnings
 
 
 def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
@@ -294,25 +503,32 @@ def _rel_error(q: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sqrt(np.mean((q - ref) ** 2)) / den) if den > 0 else 0.0
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: QuantReport) -> str:
+    """The report as text: a table of populations, one of synapses, then the warnings."""
     lines = ["population      vth    du    dv  bias_exp  worst a_in  headroom"]
-    for n, p in report["populations"].items():
-        if p["kind"] != "lif":
-            lines.append(f"{n:<14} (readout, scale {p['scale']:.4g})")
+    for n, p in report.populations.items():
+        if not isinstance(p, PopulationReport):
+            lines.append(f"{n:<14} (readout, scale {p.scale:.4g})")
             continue
         lines.append(
-            f"{n:<14}{p['vth']:>5}{p['du']:>6}{p['dv']:>6}{p['bias_exp']:>10}"
-            f"{p['worst_a_in']:>12}{p['a_in_headroom']:>10.2f}"
+            f"{n:<14}{p.vth:>5}{p.du:>6}{p.dv:>6}{p.bias_exp:>10}"
+            f"{p.worst_a_in:>12}{p.a_in_headroom:>10.2f}"
         )
     lines.append("synapse         kind   exp  max|w|  clipped  rel.err")
-    for n, s in report["synapses"].items():
+    for n, s in report.synapses.items():
         lines.append(
-            f"{n:<14}{s['kind']:>6}{s['weight_exp']:>6}{s['max_abs_weight']:>8}"
-            f"{s['weights_clipped']:>9}{s['rel_rms_error']:>9.4f}"
+            f"{n:<14}{s.kind:>6}{s.weight_exp:>6}{s.max_abs_weight:>8}"
+            f"{s.weights_clipped:>9}{s.rel_rms_error:>9.4f}"
         )
-    for w in report["warnings"]:
+    for w in report.warnings:
         lines.append(f"warning: {w}")
     return "\n".join(lines)
+
+
+def default_output(model: str | Path) -> Path:
+    """Where ``python -m convert.quantize model.nir`` writes: ``model.loihi.nir`` beside it."""
+    p = Path(model)
+    return p.with_name(f"{p.stem}.loihi.nir")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,21 +539,31 @@ def main(argv: list[str] | None = None) -> int:
         "docs/integer-nir.md). Prints what was clipped and the 24-bit headroom per population.",
     )
     ap.add_argument("model", help="float NIR file (from python -m convert.to_nir, or any NIR)")
-    ap.add_argument("-o", "--output", required=True, help="integer NIR file to write")
+    ap.add_argument("-o", "--output", default=None,
+                    help="integer NIR file to write (default: the model's name with .loihi.nir, "
+                    "beside it)")
     ap.add_argument("--dt", type=float, default=None, help="time step of a foreign NIR graph")
     ap.add_argument("--timesteps", type=int, default=None, help="timesteps, if not recorded")
     ap.add_argument("--input-bitplanes", action="store_true",
                     help="deploy a graded (pixel) input as binary bit planes, each projecting "
                     "through the same weights with exponent +b: multiplication-free")
+    add_output_flags(ap)
     args = ap.parse_args(argv)
-    from convert.nir_import import import_nir
-
-    check_writable(args.output)
+    out = Path(args.output) if args.output else default_output(args.model)
+    if out.resolve() == Path(args.model).resolve():
+        raise UserError(f"output {out} is the input file; give another name with -o")
+    check_writable(out)
     qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps),
                           input_bitplanes=args.input_bitplanes)
-    write_qgraph(args.output, qg, report)
-    print(format_report(report))
-    print(f"wrote {args.output}")
+    write_qgraph(out, qg, report.to_dict())
+    summary = (f"wrote {out} ({len(qg.populations)} populations, {len(qg.readouts)} readouts, "
+               f"{len(qg.synapses)} synapses; T={qg.timesteps}"
+               + (f", {qg.input.bitplanes} input bit planes)" if qg.input.bitplanes else ")"))
+    if args.json:
+        print_json({"output": str(out), "report": report.to_dict()})
+    else:
+        print(format_report(report))
+        print(summary)
     return 0
 
 

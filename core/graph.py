@@ -5,22 +5,30 @@ linear map (Dense or Conv) from one source (the input or a population) to one ta
 population or a readout); several synapses into one target add up. Every synapse costs one
 timestep of latency on the deployed chip, plus its ``delay`` (latency balancing; see
 docs/contract.md, "Time", and docs/integer-nir.md).
+
+What makes a graph valid is a list of small named rules at the end of this module
+(:meth:`QGraph.validate`), and the Lava target's extra limits another (:func:`check_lava_limits`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 import numpy as np
 
 from core import fixedpoint as fx
 from core.errors import GraphError
+from core.ops import conv2d, conv2d_out_hw
 
 INPUT = "input"
 
 __all__ = ["INPUT", "GraphError", "InputSpec", "LIFPopulation", "Readout", "Dense", "Conv",
-           "SpikeAttention", "Synapse", "QGraph", "synapse_sources", "topo_order"]
+           "SpikeAttention", "Synapse", "QGraph", "synapse_sources", "topo_order",
+           "node_latencies", "balance_delays", "check_rules", "SYNAPSE_RULES",
+           "POPULATION_RULES", "GRAPH_RULES", "LAVA_RULES", "LAVA_MAX_DELAY",
+           "runs_as_dense_on_lava", "check_lava_limits"]
 
 
 @dataclass
@@ -98,8 +106,10 @@ class Conv:
 
     ``weight`` is [C_out, C_in // groups, kh, kw]; source and target shapes are (C, H, W).
     The Lava target flips and transposes it into Lava's true convolution over (x, y, c).
-    Lava ignores weight exponents on Conv: ``weight_exp`` is nonzero only on bit-plane input
-    layers, which the Lava target runs as dense maps.
+    ``weight_exp`` is nonzero only on convs that read the input: a graded input (the quantizer
+    gives them a negative exponent, see convert/quantize.py ``_shiftable``) or one of its bit
+    planes (exponent +b). Lava's Conv has no exponent, so the Lava target runs those as dense
+    maps (:func:`runs_as_dense_on_lava`).
     """
 
     name: str
@@ -113,18 +123,17 @@ class Conv:
     out_shape: tuple[int, int, int]  # after max pooling, if any
     delay: int = 0
     max_pool: tuple[int, int] | None = None  # max over windows of the output currents (CML)
-    # Only for bit-plane input layers: plane b reads source[start:stop] and shifts by +b.
-    # (Lava's Conv has no exponent: the Lava target runs such a synapse as a dense map.)
+    # Nonzero only on convs reading the input (see the class docstring); bit plane b reads
+    # source[start:stop] and shifts by +b.
     weight_exp: int = 0
     source_slice: tuple[int, int] | None = None
 
     @property
     def conv_shape(self) -> tuple[int, int, int]:
         """Shape of the convolution's own output (before any max pooling)."""
-        c, h, w = self.in_shape
-        kh, kw = self.weight.shape[2:]
-        return (self.weight.shape[0], (h + 2 * self.padding[0] - kh) // self.stride[0] + 1,
-                (w + 2 * self.padding[1] - kw) // self.stride[1] + 1)
+        ho, wo = conv2d_out_hw(self.in_shape[1:], self.weight.shape[2:], self.stride,
+                               self.padding)
+        return (self.weight.shape[0], ho, wo)
 
 
 @dataclass
@@ -185,6 +194,67 @@ def topo_order(nodes: list[str], synapses: list) -> list[str]:
     return out
 
 
+def node_latencies(nodes: list[str], synapses: Sequence[Any], *,
+                   balanced: bool = True) -> dict[str, int]:
+    """The latency walk: when input column k reaches each node (``k + latency[node]``).
+
+    ``nodes`` are the populations and readouts, ``synapses`` anything with ``source`` (or
+    ``sources``), ``target`` and ``delay`` (the integer IR's synapses and the float graph's).
+    Walking in :func:`topo_order`, a synapse from ``src`` delivers at ``latency[src] + 1 +
+    delay`` (every deployed synapse takes one step, plus its balancing delay); a node's latency
+    is its latest delivery. The input has latency 0.
+
+    ``balanced=True`` (a deployed graph) refuses a node whose inputs arrive on different steps:
+    the deployed net would then compute something other than the trained one.
+    ``balanced=False`` gives the latest arrival anyway (what :func:`balance_delays` aligns to).
+
+    Raises:
+        GraphError: a cycle or dangling source, a node without incoming synapse, or (balanced)
+            paths of different depth meeting at a node.
+    """
+    lat = {INPUT: 0}
+    for n in topo_order(nodes, list(synapses)):
+        depths = {lat[src] + 1 + s.delay for s in synapses if s.target == n
+                  for src in synapse_sources(s)}
+        if not depths:
+            raise GraphError(f"node {n!r} has no incoming synapse")
+        if balanced and len(depths) > 1:
+            raise GraphError(
+                f"paths of different depth {sorted(depths)} meet at {n!r}: "
+                "latency balancing is needed"
+            )
+        lat[n] = max(depths)
+    return lat
+
+
+_Syn = TypeVar("_Syn")
+
+
+def balance_delays(nodes: list[str], synapses: Sequence[_Syn]) -> list[_Syn]:
+    """Latency balancing: each synapse rebuilt (``dataclasses.replace``) with the ``delay`` that
+    makes every input of a node arrive on the same step, as in the trained (zero-latency) model.
+
+    A synapse's new delay is ``latency[target] - latency[source] - 1`` over
+    :func:`node_latencies` (``balanced=False``), so a path that is already long enough keeps
+    its delay and a shorter one waits. Same order as ``synapses``; the inputs are not changed.
+
+    Raises:
+        GraphError: a multi-source synapse (spike attention) whose sources have different
+            latencies: a product of spikes needs all of them from the same step, so it must be
+            balanced upstream. Also whatever :func:`node_latencies` raises.
+    """
+    lat = node_latencies(nodes, synapses, balanced=False)
+    for n in topo_order(nodes, list(synapses)):
+        for s in synapses:
+            srcs = synapse_sources(s)
+            if s.target == n and len({lat[x] for x in srcs}) > 1:
+                raise GraphError(
+                    f"synapse {s.name!r}: its sources {srcs} have different "
+                    f"latencies {[lat[x] for x in srcs]}; a product of spikes "
+                    "needs all of them from the same step (balance them upstream)")
+    return [replace(s, delay=lat[s.target] - lat[s.source] - 1) for s in synapses]
+
+
 @dataclass
 class QGraph:
     input: InputSpec
@@ -225,113 +295,276 @@ class QGraph:
         """Deployed latency of every node: input column k reaches node n at step k + latency[n].
 
         Every synapse adds one step. Paths of different depth into one node would make the
-        deployed net compute something other than the trained net, so they are refused here.
+        deployed net compute something other than the trained net, so they are refused here
+        (:func:`node_latencies`, the one latency walk; :func:`balance_delays` uses it too).
+
+        Raises:
+            GraphError: a node without incoming synapse, or paths of different depth.
         """
-        lat = {INPUT: 0}
-        for n in self.order():
-            depths = {lat[src] + 1 + s.delay for s in self.incoming(n)
-                      for src in synapse_sources(s)}
-            if not depths:
-                raise GraphError(f"node {n!r} has no incoming synapse")
-            if len(depths) > 1:
-                raise GraphError(
-                    f"paths of different depth {sorted(depths)} meet at {n!r}: "
-                    "latency balancing is needed"
-                )
-            lat[n] = depths.pop()
-        return lat
+        return node_latencies([*self.populations, *self.readouts], self.synapses)
 
     def validate(self) -> None:
-        """Shapes chain, names resolve, parameters are in Loihi's ranges."""
-        names = {INPUT, *self.populations, *self.readouts}
-        for s in self.synapses:
-            if isinstance(s, SpikeAttention):
-                self._validate_attention(s)
-                continue
-            for end in (s.source, s.target):
-                if end not in names:
-                    raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
-            if s.target == INPUT or s.source in self.readouts:
-                raise GraphError(f"synapse {s.name!r} runs the wrong way ({s.source}->{s.target})")
-            n_in = self.source_size(s)
-            n_out = int(np.prod(self.node_shape(s.target)))
-            if s.source_slice is not None:
-                lo, hi = s.source_slice
-                full = self.input.flat_size if s.source == INPUT else int(
-                    np.prod(self.node_shape(s.source)))
-                if not 0 <= lo < hi <= full:
-                    raise GraphError(f"synapse {s.name!r}: slice {s.source_slice} of {full}")
-            if isinstance(s, Dense):
-                if s.weight.shape != (n_out, n_in):
-                    raise GraphError(
-                        f"synapse {s.name!r}: weight {s.weight.shape} does not map "
-                        f"{s.source} ({n_in}) to {s.target} ({n_out})"
-                    )
-            else:
-                if s.max_pool is not None:
-                    c, h, w = s.conv_shape
-                    pooled = (c, h // s.max_pool[0], w // s.max_pool[1])
-                    if pooled != tuple(s.out_shape):
-                        raise GraphError(f"synapse {s.name!r}: max pool of {s.conv_shape} gives "
-                                         f"{pooled}, not {s.out_shape}")
-                elif tuple(s.conv_shape) != tuple(s.out_shape):
-                    raise GraphError(f"synapse {s.name!r}: conv gives {s.conv_shape}, "
-                                     f"not {s.out_shape}")
-                in_ok = int(np.prod(s.in_shape)) == n_in
-                out_ok = int(np.prod(s.out_shape)) == n_out
-                if not (in_ok and out_ok):
-                    raise GraphError(
-                        f"synapse {s.name!r}: conv {s.in_shape}->{s.out_shape} does not chain "
-                        f"{self.node_shape(s.source)}->{self.node_shape(s.target)}"
-                    )
-            if s.delay < 0:
-                raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
-            if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
-                raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
-            if s.weight.size and (s.weight.min() < fx.WEIGHT_MIN or s.weight.max() > fx.WEIGHT_MAX):
-                raise GraphError(f"synapse {s.name!r}: weights outside 8-bit range")
-        for p in self.populations.values():
-            checks = {
-                "du": (p.du, 0, fx.DU_MAX),
-                "dv": (p.dv, 0, fx.DV_MAX),
-                "vth": (p.vth, 0, fx.VTH_MAX),
-                "bias_exp": (p.bias_exp, fx.BIAS_EXP_MIN, fx.BIAS_EXP_MAX),
-            }
-            for key, (val, lo, hi) in checks.items():
-                if not lo <= int(val) <= hi:
-                    raise GraphError(f"population {p.name!r}: {key}={val} outside [{lo}, {hi}]")
-            if p.bias_mant.shape != (p.size,):
-                raise GraphError(f"population {p.name!r}: bias shape {p.bias_mant.shape}")
-            if p.bias_mant.size and (
-                p.bias_mant.min() < fx.BIAS_MANT_MIN or p.bias_mant.max() > fx.BIAS_MANT_MAX
-            ):
-                raise GraphError(f"population {p.name!r}: bias mantissa outside 13 bits")
-        self.latency()
+        """Shapes chain, names resolve, parameters are in Loihi's ranges, paths are balanced.
 
-    def _validate_attention(self, s: SpikeAttention) -> None:
-        if len(s.sources) != 3:
-            raise GraphError(f"synapse {s.name!r}: attention needs 3 sources (q, k, v), "
-                             f"got {s.sources}")
-        for end in (*s.sources, s.target):
-            if end not in self.populations and end not in self.readouts:
-                raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
-        for src in s.sources:
-            if src not in self.populations:
-                raise GraphError(f"synapse {s.name!r}: attention source {src!r} must be a "
-                                 "population (binary spikes)")
-        shapes = {tuple(self.node_shape(n)) for n in (*s.sources, s.target)}
-        if len(shapes) != 1:
-            raise GraphError(f"synapse {s.name!r}: q, k, v and target shapes differ {shapes}")
-        shape = shapes.pop()
-        if len(shape) < 2 or s.heads < 1 or shape[0] % s.heads:
-            raise GraphError(f"synapse {s.name!r}: shape {shape} is not (dim, *tokens) with "
-                             f"dim divisible by {s.heads} heads")
-        if s.delay < 0:
-            raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
-        if not fx.WEIGHT_EXP_MIN <= s.shift <= fx.WEIGHT_EXP_MAX:
-            raise GraphError(f"synapse {s.name!r}: shift {s.shift} out of range")
+        Runs the design rules of this module (:data:`SYNAPSE_RULES`, :data:`POPULATION_RULES`,
+        :data:`GRAPH_RULES`) in that order: synapse by synapse, then population by population,
+        then the whole graph. The Lava target's extra limits are :func:`check_lava_limits`.
+
+        Raises:
+            GraphError: the first rule broken, naming the synapse, population or node.
+        """
+        check_rules(self, SYNAPSE_RULES, POPULATION_RULES, GRAPH_RULES)
 
     @property
     def depth(self) -> int:
         lat = self.latency()
         return max(lat[n] for n in (*self.populations, *self.readouts))
+
+
+# --- design rules ----------------------------------------------------------------------------
+# Each rule checks one property of one synapse, one population or the whole graph and raises
+# one GraphError naming it (Rockpool's design-rule-check style: ``xylo_drc``/``check_drc``).
+# The order of the lists is the order of the checks: the first broken rule is reported.
+
+SynapseRule = Callable[[QGraph, Any], None]
+PopulationRule = Callable[[QGraph, LIFPopulation], None]
+GraphRule = Callable[[QGraph], None]
+
+
+def synapse_ends_exist(g: QGraph, s: Dense | Conv) -> None:
+    """Source and target are the input, a population or a readout."""
+    names = {INPUT, *g.populations, *g.readouts}
+    for end in (s.source, s.target):
+        if end not in names:
+            raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
+
+
+def synapse_direction(g: QGraph, s: Dense | Conv) -> None:
+    """Nothing feeds the input and a readout feeds nothing (it leaves the chip)."""
+    if s.target == INPUT or s.source in g.readouts:
+        raise GraphError(f"synapse {s.name!r} runs the wrong way ({s.source}->{s.target})")
+
+
+def source_slice_in_range(g: QGraph, s: Dense | Conv) -> None:
+    """A ``source_slice`` (one bit plane of the input) lies inside the source vector."""
+    if s.source_slice is None:
+        return
+    lo, hi = s.source_slice
+    full = g.input.flat_size if s.source == INPUT else int(np.prod(g.node_shape(s.source)))
+    if not 0 <= lo < hi <= full:
+        raise GraphError(f"synapse {s.name!r}: slice {s.source_slice} of {full}")
+
+
+def dense_shape(g: QGraph, s: Dense) -> None:
+    """The weight is [target size, source size] (flattened, C-order)."""
+    n_in, n_out = g.source_size(s), int(np.prod(g.node_shape(s.target)))
+    if s.weight.shape != (n_out, n_in):
+        raise GraphError(
+            f"synapse {s.name!r}: weight {s.weight.shape} does not map "
+            f"{s.source} ({n_in}) to {s.target} ({n_out})"
+        )
+
+
+def conv_output_shape(g: QGraph, s: Conv) -> None:
+    """``out_shape`` is what the convolution (and its max pooling, if any) gives."""
+    if s.max_pool is not None:
+        c, h, w = s.conv_shape
+        pooled = (c, h // s.max_pool[0], w // s.max_pool[1])
+        if pooled != tuple(s.out_shape):
+            raise GraphError(f"synapse {s.name!r}: max pool of {s.conv_shape} gives "
+                             f"{pooled}, not {s.out_shape}")
+    elif tuple(s.conv_shape) != tuple(s.out_shape):
+        raise GraphError(f"synapse {s.name!r}: conv gives {s.conv_shape}, not {s.out_shape}")
+
+
+def conv_chains(g: QGraph, s: Conv) -> None:
+    """``in_shape`` and ``out_shape`` have the sizes of the source and target vectors."""
+    n_in, n_out = g.source_size(s), int(np.prod(g.node_shape(s.target)))
+    if int(np.prod(s.in_shape)) != n_in or int(np.prod(s.out_shape)) != n_out:
+        raise GraphError(
+            f"synapse {s.name!r}: conv {s.in_shape}->{s.out_shape} does not chain "
+            f"{g.node_shape(s.source)}->{g.node_shape(s.target)}"
+        )
+
+
+def delay_not_negative(g: QGraph, s: Synapse) -> None:
+    """A balancing delay only holds back, never advances."""
+    if s.delay < 0:
+        raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
+
+
+def weight_exp_in_range(g: QGraph, s: Dense | Conv) -> None:
+    """Loihi's weight exponent: ``WEIGHT_EXP_MIN <= weight_exp <= WEIGHT_EXP_MAX`` (-8..7)."""
+    if not fx.WEIGHT_EXP_MIN <= s.weight_exp <= fx.WEIGHT_EXP_MAX:
+        raise GraphError(f"synapse {s.name!r}: weight_exp {s.weight_exp} out of range")
+
+
+def weights_in_8_bits(g: QGraph, s: Dense | Conv) -> None:
+    """Every weight in Loihi's signed 8-bit (+ sign) range ``[WEIGHT_MIN, WEIGHT_MAX]``."""
+    if s.weight.size and (s.weight.min() < fx.WEIGHT_MIN or s.weight.max() > fx.WEIGHT_MAX):
+        raise GraphError(f"synapse {s.name!r}: weights outside 8-bit range")
+
+
+def attention_three_sources(g: QGraph, s: SpikeAttention) -> None:
+    """An attention reads exactly q, k and v."""
+    if len(s.sources) != 3:
+        raise GraphError(f"synapse {s.name!r}: attention needs 3 sources (q, k, v), "
+                         f"got {s.sources}")
+
+
+def attention_ends_exist(g: QGraph, s: SpikeAttention) -> None:
+    """Sources and target are populations or readouts (never the input)."""
+    for end in (*s.sources, s.target):
+        if end not in g.populations and end not in g.readouts:
+            raise GraphError(f"synapse {s.name!r} refers to unknown node {end!r}")
+
+
+def attention_sources_spike(g: QGraph, s: SpikeAttention) -> None:
+    """q, k and v are populations: the product is of binary spikes."""
+    for src in s.sources:
+        if src not in g.populations:
+            raise GraphError(f"synapse {s.name!r}: attention source {src!r} must be a "
+                             "population (binary spikes)")
+
+
+def attention_shapes(g: QGraph, s: SpikeAttention) -> None:
+    """q, k, v and the target share one shape ``(dim, *tokens)``, ``dim`` divisible by heads."""
+    shapes = {tuple(g.node_shape(n)) for n in (*s.sources, s.target)}
+    if len(shapes) != 1:
+        raise GraphError(f"synapse {s.name!r}: q, k, v and target shapes differ {shapes}")
+    shape = shapes.pop()
+    if len(shape) < 2 or s.heads < 1 or shape[0] % s.heads:
+        raise GraphError(f"synapse {s.name!r}: shape {shape} is not (dim, *tokens) with "
+                         f"dim divisible by {s.heads} heads")
+
+
+def attention_shift_in_range(g: QGraph, s: SpikeAttention) -> None:
+    """The output shift is a weight exponent: ``WEIGHT_EXP_MIN <= shift <= WEIGHT_EXP_MAX``."""
+    if not fx.WEIGHT_EXP_MIN <= s.shift <= fx.WEIGHT_EXP_MAX:
+        raise GraphError(f"synapse {s.name!r}: shift {s.shift} out of range")
+
+
+def population_parameters_in_range(g: QGraph, p: LIFPopulation) -> None:
+    """du, dv (12 bits), vth (17 bits) and bias_exp in Loihi's ranges (core.fixedpoint)."""
+    checks = {
+        "du": (p.du, 0, fx.DU_MAX),
+        "dv": (p.dv, 0, fx.DV_MAX),
+        "vth": (p.vth, 0, fx.VTH_MAX),
+        "bias_exp": (p.bias_exp, fx.BIAS_EXP_MIN, fx.BIAS_EXP_MAX),
+    }
+    for key, (val, lo, hi) in checks.items():
+        if not lo <= int(val) <= hi:
+            raise GraphError(f"population {p.name!r}: {key}={val} outside [{lo}, {hi}]")
+
+
+def bias_shape(g: QGraph, p: LIFPopulation) -> None:
+    """One bias mantissa per neuron, flat."""
+    if p.bias_mant.shape != (p.size,):
+        raise GraphError(f"population {p.name!r}: bias shape {p.bias_mant.shape}")
+
+
+def bias_mantissa_in_13_bits(g: QGraph, p: LIFPopulation) -> None:
+    """Bias mantissas in ``[BIAS_MANT_MIN, BIAS_MANT_MAX]`` (13 bits signed)."""
+    if p.bias_mant.size and (
+        p.bias_mant.min() < fx.BIAS_MANT_MIN or p.bias_mant.max() > fx.BIAS_MANT_MAX
+    ):
+        raise GraphError(f"population {p.name!r}: bias mantissa outside 13 bits")
+
+
+def paths_balanced(g: QGraph) -> None:
+    """Every node's inputs arrive on one step (see :meth:`QGraph.latency`)."""
+    g.latency()
+
+
+_CONNECTION_RULES: tuple[SynapseRule, ...] = (synapse_ends_exist, synapse_direction,
+                                              source_slice_in_range)
+_RANGE_RULES: tuple[SynapseRule, ...] = (delay_not_negative, weight_exp_in_range,
+                                         weights_in_8_bits)
+SYNAPSE_RULES: dict[type, tuple[SynapseRule, ...]] = {
+    Dense: (*_CONNECTION_RULES, dense_shape, *_RANGE_RULES),
+    Conv: (*_CONNECTION_RULES, conv_output_shape, conv_chains, *_RANGE_RULES),
+    SpikeAttention: (attention_three_sources, attention_ends_exist, attention_sources_spike,
+                     attention_shapes, delay_not_negative, attention_shift_in_range),
+}
+POPULATION_RULES: tuple[PopulationRule, ...] = (
+    population_parameters_in_range, bias_shape, bias_mantissa_in_13_bits)
+GRAPH_RULES: tuple[GraphRule, ...] = (paths_balanced,)
+
+
+def check_rules(g: QGraph, synapse_rules: dict[type, tuple[SynapseRule, ...]],
+                population_rules: tuple[PopulationRule, ...] = (),
+                graph_rules: tuple[GraphRule, ...] = ()) -> None:
+    """Run rules in order: each synapse's (chosen by its type), each population's, the graph's.
+
+    Raises:
+        GraphError: the first rule broken, or a synapse of a type ``synapse_rules`` lacks.
+    """
+    for s in g.synapses:
+        rules = synapse_rules.get(type(s))
+        if rules is None:
+            raise GraphError(f"synapse {s.name!r}: unsupported type {type(s).__name__}")
+        for rule in rules:
+            rule(g, s)
+    for p in g.populations.values():
+        for prule in population_rules:
+            prule(g, p)
+    for grule in graph_rules:
+        grule(g)
+
+
+# --- the Lava target's limits ------------------------------------------------------------------
+# Valid graphs that Loihi 2 (as Lava simulates it) cannot run as they stand. Not part of
+# validate(): torch_ref and event_sim run them; the Lava target checks them before it builds.
+
+LAVA_MAX_DELAY = 63  # Lava's DelayDense (Loihi 2): 6 bits of synaptic delay
+
+
+def runs_as_dense_on_lava(s: Conv) -> bool:
+    """Whether the Lava target runs this Conv as a dense map: Lava's Conv has no weight
+    exponent and cannot read part of a port, so bit-plane input convs (a weight exponent or
+    a ``source_slice``) become the equivalent Dense."""
+    return bool(s.weight_exp) or s.source_slice is not None
+
+
+def lava_delay_fits(g: QGraph, s: Dense | Conv) -> None:
+    """A delay carried by Lava's DelayDense (a Dense, or a dense-mapped Conv without max
+    pooling; other delays ride in a relay process) is at most :data:`LAVA_MAX_DELAY`."""
+    if isinstance(s, Conv) and (not runs_as_dense_on_lava(s) or s.max_pool is not None):
+        return
+    if s.delay > LAVA_MAX_DELAY:
+        raise GraphError(f"synapse {s.name!r}: delay {s.delay} > "
+                         f"{LAVA_MAX_DELAY}, Loihi 2's limit for DelayDense")
+
+
+def lava_dense_conv_cannot_wrap(g: QGraph, s: Conv) -> None:
+    """A Conv run as a dense map never reaches the 24-bit wrap of Lava's Conv output
+    (``fixedpoint.conv_output`` wraps before the exponent; a Dense does not wrap): the largest
+    sum of |weights| into one output, times the largest input value, stays below ``UV_MAX``."""
+    if not runs_as_dense_on_lava(s):
+        return
+    graded = s.source == INPUT and not g.input.binary and g.input.max_value > 1
+    top = g.input.max_value if graded else 1
+    ones = np.ones((1, *s.in_shape))
+    sums = conv2d(ones, np.abs(np.asarray(s.weight, dtype=np.float64)), s.stride, s.padding,
+                  s.groups)
+    worst = int(np.rint(sums).max(initial=0)) * int(top)
+    if worst >= fx.UV_MAX:
+        raise GraphError(f"synapse {s.name!r}: a bit-plane conv with worst-case sum {worst} "
+                         "could wrap at 24 bits; the Lava target runs it as a dense map, "
+                         "which does not wrap")
+
+
+LAVA_RULES: dict[type, tuple[SynapseRule, ...]] = {
+    Dense: (lava_delay_fits,),
+    Conv: (lava_dense_conv_cannot_wrap, lava_delay_fits),
+    SpikeAttention: (),
+}
+
+
+def check_lava_limits(g: QGraph) -> None:
+    """The Lava target's limits (:data:`LAVA_RULES`), on a graph that already validates.
+
+    Raises:
+        GraphError: the first limit broken, naming the synapse.
+    """
+    check_rules(g, LAVA_RULES)

@@ -1,5 +1,6 @@
 """Deployment rewrites: bit-plane inputs, balancing delays, max pooling of currents."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import nir
@@ -11,6 +12,16 @@ from convert import load_graph
 from convert.nir_builder import NIRBuilder
 from convert.nir_import import import_nir
 from convert.quantize import quantize
+from core.graph import (
+    LAVA_MAX_DELAY,
+    Conv,
+    GraphError,
+    InputSpec,
+    LIFPopulation,
+    QGraph,
+    check_lava_limits,
+    runs_as_dense_on_lava,
+)
 from core.nir_ext import read_nir
 from core.nir_io import write_qgraph
 from targets import torch_ref
@@ -25,7 +36,7 @@ def test_bitplane_input_is_exactly_the_graded_input(model):
     fg = import_nir(read_nir(DATA / model))
     graded, _ = quantize(fg, input_exp_zero=True)
     planes, rep = quantize(fg, input_bitplanes=True)
-    assert rep["input_bitplanes"] == 8 and planes.input.flat_size == 8 * planes.input.size
+    assert rep.input_bitplanes == 8 and planes.input.flat_size == 8 * planes.input.size
     x = golden_inputs(graded)
     a, b = torch_ref.run(graded, x), torch_ref.run(planes, x)
     for name in a.spikes:
@@ -102,12 +113,52 @@ def test_bitplane_file_round_trip(tmp_path):
         (b * 64, (b + 1) * 64) for b in range(8)]
 
 
+def test_lava_limits_are_named_rules_beside_validate():
+    """Loihi 2's DelayDense holds at most 63 steps; a conv the Lava target runs as a dense map
+    must not reach the 24-bit wrap. Both graphs are valid for the other targets."""
+    qg, _ = load_graph(DATA / "fc_snn_digits.nir")
+    check_lava_limits(qg)
+    for delay, ok in ((LAVA_MAX_DELAY, True), (LAVA_MAX_DELAY + 1, False)):
+        delayed = replace(qg, synapses=[replace(s, delay=delay) for s in qg.synapses])
+        delayed.validate()
+        if ok:
+            check_lava_limits(delayed)
+        else:
+            with pytest.raises(GraphError, match="'fc1': delay 64 > 63"):
+                check_lava_limits(delayed)
+    pooled = _pooled_conv_graph(delay=LAVA_MAX_DELAY + 1)  # its delay rides in a relay
+    pooled.validate()
+    check_lava_limits(pooled)
+    wide = _wide_graded_conv_graph()  # 255 * (16 * 3 * 3 * 255) >= 2**23 with exponent -1
+    wide.validate()
+    assert runs_as_dense_on_lava(wide.synapses[0])
+    with pytest.raises(GraphError, match="'conv': a bit-plane conv with worst-case sum 9363600"):
+        check_lava_limits(wide)
+    check_lava_limits(replace(wide, synapses=[replace(wide.synapses[0], weight_exp=0)]))
+
+
+def _pooled_conv_graph(delay: int) -> QGraph:
+    w = np.ones((2, 1, 3, 3), dtype=np.int64)
+    return QGraph(InputSpec((1, 6, 6)), {"p": LIFPopulation("p", (2, 3, 3), 0, 0, 10,
+                                                            np.zeros(18, dtype=np.int64))}, {},
+                  [Conv("conv", "input", "p", w, (1, 1), (1, 1), 1, (1, 6, 6), (2, 3, 3),
+                        delay, (2, 2))], 2)
+
+
+def _wide_graded_conv_graph() -> QGraph:
+    w = np.full((1, 16, 3, 3), 255, dtype=np.int64)
+    return QGraph(InputSpec((16, 4, 4), "graded", 255),
+                  {"p": LIFPopulation("p", (1, 4, 4), 0, 0, 10, np.zeros(16, dtype=np.int64))},
+                  {}, [Conv("conv", "input", "p", w, (1, 1), (1, 1), 1, (16, 4, 4), (1, 4, 4),
+                            weight_exp=-1)], 2)
+
+
 def test_bitplane_graph_runs_on_lava_through_the_worker():
-    from targets import lava
+    from targets import loihi
 
     qg, _ = load_graph(DATA / "fc_snn_digits.nir", input_bitplanes=True)
     x = golden_inputs(qg)[:4]
-    a, b = torch_ref.run(qg, x), lava.run(qg, x)
+    a, b = torch_ref.run(qg, x), loihi.run(qg, x)
     for name in a.spikes:
         assert np.array_equal(a.spikes[name], b.spikes[name])
     for name in a.readouts:
