@@ -6,10 +6,13 @@ working. It is the one upward import in the code base, declared as such in the i
 contract (pyproject.toml, ``[tool.importlinter]``).
 """
 
-if __name__ == "__main__":
-    import sys
+import sys
 
-    from core.cli import run_cli
+from core.cli import run_cli
+
+if __name__ == "__main__":
+    # Only when run as the command: importing convert.mfi as a module must not load the top
+    # layer (targets) into the convert layer.
     from targets.mfi import main
 
     sys.exit(run_cli("convert.mfi", main))

@@ -7,17 +7,22 @@
   ``--quiet`` flags; :func:`progress` draws a progress bar only on a terminal (a log file gets
   no redraws).
 - :func:`check_writable` refuses an output path before the work starts, not after it.
+- :func:`print_json` prints a command's summary as one JSON object (``--json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from core.errors import NeurodeployError, UserError
 
@@ -56,12 +61,32 @@ def add_output_flags(ap: argparse.ArgumentParser) -> None:
                     help="no progress bar (one is drawn only when stderr is a terminal)")
 
 
+def wants_progress(args: argparse.Namespace) -> bool:
+    """Whether a command should draw progress bars: ``--no-progress`` not given and stderr is a
+    terminal (a bar redrawn into a log file or a pipe is only noise).
+
+    Pass the result as the ``progress=`` option of a target's ``run``: a target that draws with
+    :func:`progress`/:func:`progress_bar` checks the terminal again, one that runs in a worker
+    process (whose stderr is a pipe back to us) relies on this answer.
+    """
+    return not getattr(args, "no_progress", False) and _stderr_is_terminal()
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
 def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
              enabled: bool = True, unit: str = "it") -> Iterator[T]:
     """``items`` with a tqdm bar on stderr when ``enabled`` and stderr is a terminal."""
-    if not enabled or not sys.stderr.isatty():
+    if not enabled or not _stderr_is_terminal():
         yield from items
         return
+    # tqdm is not one of core's dependencies (numpy, nir, h5py: what the Lava environment is
+    # promised): it is imported only when a bar is drawn.
     from tqdm import tqdm
 
     yield from tqdm(items, total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
@@ -69,8 +94,8 @@ def progress(items: Iterable[T], *, total: int | None = None, desc: str = "",
 
 def progress_bar(total: int, *, desc: str = "", enabled: bool = True, unit: str = "it") -> Any:
     """A tqdm bar to ``update(n)`` by hand, or a no-op object off a terminal / when disabled."""
-    if enabled and sys.stderr.isatty():
-        from tqdm import tqdm
+    if enabled and _stderr_is_terminal():
+        from tqdm import tqdm  # not a dependency of core (see progress)
 
         return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
     return _NoBar()
@@ -113,20 +138,25 @@ def check_writable(path: str | Path | None, what: str = "output") -> Path | None
         raise UserError(f"{what} {p}: cannot create its folder ({e.strerror})") from None
     if not os.access(p.parent, os.W_OK):
         raise UserError(f"{what} {p}: folder {p.parent} is not writable")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UserError(f"{what} {p}: the file exists and is not writable")
     return p
 
 
 def print_json(obj: Any) -> None:
-    """One JSON object on stdout (numpy scalars and arrays, dataclasses, paths made plain)."""
-    print(json.dumps(to_jsonable(obj), indent=2, sort_keys=False))
+    """One JSON object on stdout (numpy scalars and arrays, dataclasses, paths made plain).
+
+    Strict JSON: a non-finite float is written as ``null`` (see :func:`to_jsonable`).
+    """
+    print(json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False), flush=True)
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types for dataclasses, numpy values and paths (recursively)."""
-    import dataclasses
+    """Plain JSON types for dataclasses, numpy values and paths (recursively).
 
-    import numpy as np
-
+    NaN and infinities become None: JSON has no literal for them, and Python's ``NaN`` token
+    is rejected by strict readers (``jq``, JavaScript).
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
@@ -134,9 +164,11 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return to_jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        return to_jsonable(obj.item())
     if isinstance(obj, Path):
         return str(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj

@@ -1,11 +1,16 @@
 """Command-line plumbing shared by every target's command: graph, inputs, summary, records.
 
-numpy only (the Lava script runs it in the Lava environment).
+Every target command (``targets.torch_ref``, ``targets.event_sim``, the Lava command,
+``targets.verify``, ``targets.mfi``) takes :func:`add_common_args`, builds its run with
+:func:`prepare` (which refuses a bad ``--record`` path and bad labels before any work) and a
+one-target command prints its summary with :func:`report_run` (a table, or one JSON object
+with ``--json``). numpy only (the Lava command runs it in the Lava environment).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from convert import load_graph
+from core.cli import add_output_flags, check_writable, print_json, wants_progress
 from core.datasets import load_dataset
 from core.encoding import encode_as_recorded
 from core.errors import UserError
@@ -20,21 +26,43 @@ from core.graph import QGraph
 from targets.base import RunResult, readout_scores
 from targets.records import save_record
 
+# Samples drawn from a dataset when --samples is not given: enough for an accuracy to two
+# digits, few enough to run in seconds on every target. A user's own --input file runs whole.
+DEFAULT_DATASET_SAMPLES = 100
+
 
 @dataclass
 class Prepared:
+    """Everything a target command needs after parsing: the graph and the input batch."""
+
     graph: QGraph
-    report: dict[str, Any]
+    report: Any  # convert.load_graph's quantization report for this graph
     inputs: np.ndarray  # int [N, T, *input_shape]
-    labels: np.ndarray | None
-    source_desc: str
-    record: str | None = None
+    labels: np.ndarray | None  # int64 [N], one class index per sample, or None
+    source_desc: str  # where the samples came from, for the summary's first line
+    record: str | None = None  # --record path (already checked writable), or None
+    as_json: bool = False  # --json: the summary is one JSON object on stdout
+    progress: bool = False  # draw progress bars (not --no-progress, and stderr is a terminal)
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One command-specific line of a run summary: ``key``/``value`` in the JSON object,
+    ``line`` in the table."""
+
+    key: str
+    value: Any
+    line: str
 
 
 def add_common_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments every target command shares (model, samples, inputs, labels, --record,
+    --json, --no-progress/--quiet)."""
     ap.add_argument("model", help="NIR file: float (from convert.to_nir or another framework) "
                     "or integer (from convert.quantize); float graphs are quantized on load")
-    ap.add_argument("--samples", type=int, default=100, help="number of samples (default 100)")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="number of samples (default: all samples of --input from --offset on; "
+                    f"{DEFAULT_DATASET_SAMPLES} from a dataset)")
     ap.add_argument("--offset", type=int, default=0, help="index of the first sample (default 0)")
     ap.add_argument("--dataset", default=None,
                     help="dataset to draw samples from (default: the one recorded in the graph)")
@@ -43,7 +71,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="user-supplied input spikes/values [sample, timestep, *input_shape] "
                     "(for graphs without dataset metadata, e.g. exported by snnTorch or Norse)")
     ap.add_argument("--labels", default=None, metavar="labels.npy",
-                    help="labels for --input, to report accuracy")
+                    help="labels for --input, to report accuracy: integer class indices "
+                    "[sample], exactly one per sample of the --input file")
     ap.add_argument("--timesteps", type=int, default=None,
                     help="timesteps per sample, for graphs that do not record it")
     ap.add_argument("--dt", type=float, default=None,
@@ -52,24 +81,70 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="quantize a graded (pixel) input as 8 binary bit planes: the input "
                     "layer becomes multiplication-free (float graphs only)")
     ap.add_argument("--record", default=None, metavar="out.npz",
-                    help="save spike records [sample, timestep, *shape] and counters to this file")
-    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+                    help="save spike records [sample, timestep, *shape] and counters to this "
+                    "file (layout: targets/records.py); a missing folder is created")
+    add_output_flags(ap)
 
 
-def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, Any, str]:
+def _load_npy(path: str, what: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such {what} file")
+    try:
+        return np.load(p, allow_pickle=False)
+    except Exception as e:  # np.load raises several types for a file that is not .npy
+        raise UserError(f"{p}: not a .npy array ({type(e).__name__}: {e})") from None
+
+
+def check_labels(labels: np.ndarray, n_samples: int, source: str = "labels") -> np.ndarray:
+    """Labels as int64 [n_samples]: integer class indices, exactly one per input sample.
+
+    Integral floats (``3.0``) are converted; ``source`` names the file in messages.
+
+    Raises:
+        UserError: not one-dimensional, not ``n_samples`` long, not integral, or negative.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise UserError(f"{source}: labels must be one class index per sample, shape "
+                        f"[{n_samples}]; got shape {list(y.shape)}")
+    if len(y) != n_samples:
+        raise UserError(f"{source}: {len(y)} labels for {n_samples} input samples; give "
+                        "exactly one label per input sample")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise UserError(f"{source}: labels must be integer class indices; got "
+                            f"{y[bad][0].item()!r} (at index {int(np.argmax(bad))})")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"{source}: labels must be integer class indices; got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise UserError(f"{source}: labels must be class indices >= 0; got {int(y.min())}")
+    return y
+
+
+def _load_inputs(args: argparse.Namespace, graph: QGraph
+                 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     if args.input:
-        p = Path(args.input)
-        if not p.is_file():
-            raise UserError(f"{p}: no such input file")
-        try:
-            x = np.load(p, allow_pickle=False)
-        except Exception as e:
-            raise UserError(f"{p}: not a .npy array ({e})") from None
-        x = x[args.offset : args.offset + args.samples]
+        if args.dataset:
+            raise UserError("--dataset and --input exclude each other: give one source of "
+                            "samples")
+        x = _load_npy(args.input, "input")
+        if x.ndim < 2:
+            raise UserError(f"{args.input}: inputs must be [sample, timestep, *input_shape]; "
+                            f"got shape {list(x.shape)}")
         labels = None
         if args.labels:
-            labels = np.load(args.labels, allow_pickle=False)[args.offset : args.offset + len(x)]
-        return x, labels, f"{p} [{args.offset}:{args.offset + len(x)}]"
+            labels = check_labels(_load_npy(args.labels, "labels"), len(x), args.labels)
+        lo = args.offset
+        if lo >= len(x):
+            raise UserError(f"--offset {lo} is past the end of {args.input} ({len(x)} samples)")
+        hi = len(x) if args.samples is None else min(lo + args.samples, len(x))
+        return (x[lo:hi], None if labels is None else labels[lo:hi],
+                f"{args.input} [{lo}:{hi}]")
+    if args.labels:
+        raise UserError("--labels goes with --input (dataset samples bring their own labels)")
     meta = graph.metadata
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
@@ -79,52 +154,116 @@ def _load_inputs(args: argparse.Namespace, graph: QGraph) -> tuple[np.ndarray, A
     if kind not in ("direct", "rate"):
         raise UserError("the graph records no input encoding: pass --input inputs.npy")
     images, labels = load_dataset(str(dataset), args.split)
-    lo, hi = args.offset, min(args.offset + args.samples, len(images))
+    samples = DEFAULT_DATASET_SAMPLES if args.samples is None else args.samples
+    lo, hi = args.offset, min(args.offset + samples, len(images))
     if lo >= hi:
         raise UserError(f"--offset {lo} is past the end of {dataset}/{args.split} ({len(images)})")
     x = encode_as_recorded(meta, graph.timesteps, images[lo:hi], first_index=lo)
-    return x, labels[lo:hi], f"{dataset}/{args.split} [{lo}:{hi}] ({kind} encoding)"
-
-
+    desc = f"{dataset}/{args.split} [{lo}:{hi}] ({kind} encoding)"
+    return x, labels[lo:hi].astype(np.int64), desc
 
 
 def prepare(args: argparse.Namespace) -> Prepared:
-    if args.samples <= 0:
+    """Graph and inputs for a target command, every argument checked before any work.
+
+    Raises:
+        UserError: a bad option, input, label or --record path (one line, exit 2 through
+            :func:`core.cli.run_cli`).
+        GraphError: the model file cannot be read, imported or quantized.
+    """
+    if args.samples is not None and args.samples <= 0:
         raise UserError("--samples must be positive")
+    if args.offset < 0:
+        raise UserError("--offset must be >= 0")
+    record = getattr(args, "record", None)
+    check_writable(record, "--record")  # a bad path fails now, not after the whole run
     graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
                                input_bitplanes=getattr(args, "input_bitplanes", False))
     x, labels, desc = _load_inputs(args, graph)
-    return Prepared(graph, report, x, labels, desc, args.record)
+    if labels is not None and len(graph.readouts) == 1:
+        (r,) = graph.readouts.values()
+        if labels.size and labels.max() >= r.size:
+            raise UserError(f"label {int(labels.max())} is outside the {r.size} classes of "
+                            f"readout {r.name!r}")
+    return Prepared(graph, report, x, labels, desc, record,
+                    as_json=bool(getattr(args, "json", False)), progress=wants_progress(args))
 
 
 def accuracy(graph: QGraph, result: RunResult, labels: np.ndarray | None) -> float | None:
+    """Fraction (0..1) of samples whose largest class score is their label; None without
+    labels or when the graph does not have exactly one readout."""
     if labels is None or len(graph.readouts) != 1:
         return None
     scores = readout_scores(graph, result.readouts)
     return float(np.mean(np.argmax(scores, axis=1) == labels[: len(scores)]))
 
 
-def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float) -> int:
-    g = prep.graph
+def record_extra(graph: QGraph, labels: np.ndarray | None, result: RunResult) -> dict[str, Any]:
+    """The arrays saved next to a run's records: ``labels`` and, with one readout, ``scores``."""
+    extra: dict[str, Any] = {}
+    if labels is not None:
+        extra["labels"] = labels
+    if len(graph.readouts) == 1:
+        extra["scores"] = readout_scores(graph, result.readouts)
+    return extra
+
+
+def save_run_record(prep: Prepared, result: RunResult) -> None:
+    """Write ``result`` to ``prep.record`` (layout: targets/records.py), if one was asked for."""
+    if prep.record:
+        save_record(prep.record, result, record_extra(prep.graph, prep.labels, result))
+
+
+def run_summary(name: str, prep: Prepared, result: RunResult, wall_s: float) -> dict[str, Any]:
+    """The fields of a run's summary, as :func:`report_run` prints them (JSON-ready).
+
+    ``accuracy`` is a fraction (0..1) or None; ``rate_per_step`` is spikes per neuron per step.
+    """
     n = len(prep.inputs)
-    acc = accuracy(g, result, prep.labels)
-    print(f"{name}: {n} samples from {prep.source_desc}, T={g.timesteps}")
-    print(f"{'population':<16}{'neurons':>9}{'spikes':>12}{'rate/step':>11}")
+    pops = {}
     for pop, s in result.spikes.items():
-        rate = s.mean() if s.size else 0.0
-        print(f"{pop:<16}{s.shape[-1]:>9}{int(s.sum()):>12}{rate:>11.4f}")
+        pops[pop] = {"neurons": int(s.shape[-1]), "spikes": int(s.sum()),
+                     "rate_per_step": float(s.mean()) if s.size else 0.0}
+    out: dict[str, Any] = {
+        "target": name, "samples": n, "source": prep.source_desc,
+        "timesteps": prep.graph.timesteps, "populations": pops,
+    }
     for k in ("synaptic_events", "ac", "mac"):
         if k in result.counters:
-            print(f"{k:<16}{int(result.counters[k]):>21}")
-    print(f"{'wall time':<16}{wall_s:>20.2f}s  ({n / max(wall_s, 1e-9):.1f} samples/s)")
-    if acc is not None:
-        print(f"accuracy: {acc * 100:.2f}% ({n} samples)")
+            out[k] = int(result.counters[k])
+    out["wall_s"] = wall_s
+    out["samples_per_s"] = n / max(wall_s, 1e-9)
+    out["accuracy"] = accuracy(prep.graph, result, prep.labels)
+    out["record"] = prep.record
+    return out
+
+
+def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float,
+               extra: Sequence[SummaryRow] = ()) -> int:
+    """Save the records (``--record``) and print a one-target run's summary; return 0.
+
+    The summary is a table, or with ``prep.as_json`` one JSON object on stdout with the same
+    fields (:func:`run_summary`, then ``extra``'s keys). ``extra``: the command's own rows (the
+    event simulator's events/s, Lava's steps/s), printed after the counters.
+    """
+    save_run_record(prep, result)
+    s = run_summary(name, prep, result, wall_s)
+    if prep.as_json:
+        print_json({**s, **{row.key: row.value for row in extra}})
+        return 0
+    n = s["samples"]
+    print(f"{name}: {n} samples from {prep.source_desc}, T={s['timesteps']}")
+    print(f"{'population':<16}{'neurons':>9}{'spikes':>12}{'rate/step':>11}")
+    for pop, p in s["populations"].items():
+        print(f"{pop:<16}{p['neurons']:>9}{p['spikes']:>12}{p['rate_per_step']:>11.4f}")
+    for k in ("synaptic_events", "ac", "mac"):
+        if k in s:
+            print(f"{k:<16}{s[k]:>21}")
+    print(f"{'wall time':<16}{wall_s:>20.2f}s  ({s['samples_per_s']:.1f} samples/s)")
+    for row in extra:
+        print(row.line)
+    if s["accuracy"] is not None:
+        print(f"accuracy: {s['accuracy'] * 100:.2f}% ({n} samples)")
     if prep.record:
-        extra: dict[str, Any] = {}
-        if prep.labels is not None:
-            extra["labels"] = prep.labels
-        if len(g.readouts) == 1:
-            extra["scores"] = readout_scores(g, result.readouts)
-        save_record(prep.record, result, extra)
         print(f"records written to {prep.record}")
     return 0

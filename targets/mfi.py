@@ -1,6 +1,6 @@
 """Multiplication-free inference (MFI) certificate: per synaptic edge, is every event an AC?
 
-    python -m convert.mfi model.nir [--samples 100]
+    python -m targets.mfi model.nir [--samples 100] [--json]   (or python -m convert.mfi)
 
 NeuroBench's rule: an effective synaptic operation whose input is a binary spike is an
 accumulate (AC); one whose input is any other value is a multiply-accumulate (MAC); bias is
@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from convert import load_graph
+from core.cli import print_json, run_cli
+from core.errors import UserError
 from core.graph import INPUT, Conv, QGraph, SpikeAttention
+from targets import event_sim
+from targets.cli import add_common_args, prepare, save_run_record
 
 DYNAMIC_PRODUCT = "dynamic spike x spike product"
 
@@ -84,8 +89,49 @@ def _attention_edge(graph: QGraph, s: SpikeAttention, counters: dict[str, Any] |
     return Edge(s.name, s.source, s.target, kind, 2 * int(dim) * n * n, measured)
 
 
-def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
+def certificate_summary(graph: QGraph, edges: list[Edge], n_samples: int | None
+                        ) -> dict[str, Any]:
+    """The certificate's fields, as :func:`format_certificate` prints them (JSON-ready).
+
+    Operation counts are per sample (T steps); ``measured`` ones are averages over the
+    ``n_samples`` run (None for a static-only certificate).
+    """
     t = graph.timesteps
+    macs = [e for e in edges if e.is_mac]
+    dyn = [e for e in edges if e.is_dynamic]
+    measured = None
+    if n_samples:
+        measured = {
+            "ac": sum(e.measured_ops or 0 for e in edges if not e.is_mac) / n_samples,
+            "mac": sum(e.measured_ops or 0 for e in macs) / n_samples,
+        }
+    return {
+        "timesteps": t,
+        "samples": n_samples,
+        "edges": [{
+            "synapse": e.synapse, "source": e.source, "target": e.target,
+            "input": e.input_kind, "mac": e.is_mac, "dynamic": e.is_dynamic,
+            "static_ops_per_step": e.static_ops_per_step,
+            "measured_ops_per_sample": (e.measured_ops / n_samples
+                                        if n_samples and e.measured_ops is not None else None),
+        } for e in edges],
+        "static_per_sample": {
+            "ac": sum(e.static_ops_per_step for e in edges if not e.is_mac) * t,
+            "mac": sum(e.static_ops_per_step for e in macs) * t,
+        },
+        "measured_per_sample": measured,
+        "neuron_decays_per_sample": sum(p.size for p in graph.populations.values()) * t,
+        "max_pooling_of_currents": any("+max" in e.input_kind for e in edges),
+        "dynamic_product_edges": [e.synapse for e in dyn],
+        "mac_edges": [e.synapse for e in macs],
+        "multiplication_free": not macs,
+    }
+
+
+def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) -> str:
+    """The certificate as a table and its verdict lines (see :func:`certificate_summary`)."""
+    s = certificate_summary(graph, edges, n_samples)
+    t = s["timesteps"]
     w_syn = max([len("synapse"), *(len(e.synapse) for e in edges)]) + 2
     w_src = max([len("source"), *(len(e.source) for e in edges)]) + 2
     w_tgt = max([len("target"), *(len(e.target) for e in edges)]) + 2
@@ -95,23 +141,21 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
     if n_samples:
         head += f"{'measured/sample':>17}"
     lines = [head]
-    for e in edges:
+    for e, row_s in zip(edges, s["edges"], strict=True):
         row = (f"{e.synapse:<{w_syn}}{e.source:<{w_src}}{e.target:<{w_tgt}}"
                f"{e.input_kind:<{w_kind}}{e.static_ops_per_step:>12}")
-        if n_samples and e.measured_ops is not None:
-            row += f"{e.measured_ops / n_samples:>17.1f}"
+        if row_s["measured_ops_per_sample"] is not None:
+            row += f"{row_s['measured_ops_per_sample']:>17.1f}"
         lines.append(row)
-    macs = [e for e in edges if e.is_mac]
-    ac_static = sum(e.static_ops_per_step for e in edges if not e.is_mac) * t
-    mac_static = sum(e.static_ops_per_step for e in macs) * t
-    neurons = sum(p.size for p in graph.populations.values())
-    lines.append(f"static worst case per sample (T={t}): {ac_static} ACs, {mac_static} MACs")
-    if n_samples:
-        ac_m = sum(e.measured_ops or 0 for e in edges if not e.is_mac) / n_samples
-        mac_m = sum(e.measured_ops or 0 for e in macs) / n_samples
-        lines.append(f"measured per sample ({n_samples} samples): {ac_m:.1f} ACs, {mac_m:.1f} MACs")
-    lines.append(f"neuron decays (not synaptic): {neurons * t} constant products per sample")
-    if any("+max" in e.input_kind for e in edges):
+    st = s["static_per_sample"]
+    lines.append(f"static worst case per sample (T={t}): {st['ac']} ACs, {st['mac']} MACs")
+    if s["measured_per_sample"] is not None:
+        m = s["measured_per_sample"]
+        lines.append(f"measured per sample ({n_samples} samples): {m['ac']:.1f} ACs, "
+                     f"{m['mac']:.1f} MACs")
+    lines.append(f"neuron decays (not synaptic): {s['neuron_decays_per_sample']} constant "
+                 "products per sample")
+    if s["max_pooling_of_currents"]:
         lines.append("max pooling of currents: comparisons, no multiplication; needs "
                      "programmable neurons on Loihi (custom process in Lava)")
     dyn = [e for e in edges if e.is_dynamic]
@@ -121,6 +165,7 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
             + ": binary ANDs + coincidence counts, counts accumulated where v spikes; no "
             "multiplication, but dynamic weights (needs a custom process in Lava; programmable "
             "cores on Loihi); counted as ACs")
+    macs = [e for e in edges if e.is_mac]
     if macs:
         lines.append("NOT multiplication-free: " + ", ".join(
             f"{e.synapse} ({e.source} -> {e.target}: graded input)" for e in macs))
@@ -131,37 +176,42 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from targets.cli import add_common_args, prepare
-
+    """``python -m targets.mfi`` (and ``python -m convert.mfi``): print the certificate; exit
+    1 if any MAC edge remains, 2 on bad input."""
     ap = argparse.ArgumentParser(
-        prog="python -m convert.mfi",
+        prog="python -m targets.mfi",
         description="Multiplication-free inference certificate: lists every synaptic edge "
         "with its input kind and its synaptic operations (static worst case, and measured by "
         "the event simulator on real inputs), split into ACs and MACs by NeuroBench's rule. "
-        "Exit 1 if any MAC edge remains.",
+        "Exit 1 if any MAC edge remains. --record saves the event simulator's records of the "
+        "measured run (layout: targets/records.py).",
     )
     add_common_args(ap)
     ap.add_argument("--static-only", action="store_true", help="do not run samples")
     args = ap.parse_args(argv)
     if args.static_only:
-        from convert import load_graph
-
+        for flag, given in (("--record", args.record), ("--input", args.input),
+                            ("--labels", args.labels), ("--samples", args.samples)):
+            if given is not None:
+                raise UserError(f"{flag} needs a measured run: drop --static-only")
         graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
                               input_bitplanes=args.input_bitplanes)
         counters, n = None, None
     else:
-        from targets import event_sim
-
         prep = prepare(args)
         graph = prep.graph
-        counters = event_sim.run(graph, prep.inputs, progress=not args.no_progress).counters
-        n = len(prep.inputs)
+        result = event_sim.run(graph, prep.inputs, progress=prep.progress)
+        save_run_record(prep, result)
+        counters, n = result.counters, len(prep.inputs)
     edges = certificate(graph, counters)
-    print(format_certificate(graph, edges, n))
+    if args.json:
+        print_json({**certificate_summary(graph, edges, n), "record": args.record})
+    else:
+        print(format_certificate(graph, edges, n))
+        if args.record:
+            print(f"event_sim records written to {args.record}")
     return 1 if any(e.is_mac for e in edges) else 0
 
 
 if __name__ == "__main__":
-    from core.cli import run_cli
-
-    sys.exit(run_cli("convert.mfi", main))
+    sys.exit(run_cli("targets.mfi", main))

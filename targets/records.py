@@ -1,8 +1,27 @@
 """Run records on disk: spikes, readouts, states and counters of a :class:`RunResult` as .npz.
 
-Layout: ``spikes/<population>`` bool [N, T, size], ``readouts/<readout>`` int64 [N, T, size],
-``states/<population>/u`` and ``/v`` int64 [N, T, size] when recorded, ``counters`` (a JSON
-string), plus any extra arrays the caller adds (``labels``, ``scores``). numpy only.
+One target's run (``--record`` of ``targets.torch_ref``, ``targets.event_sim``, the Lava
+command and ``targets.mfi``; :func:`save_record` / :func:`load_record`)::
+
+    spikes/<population>      bool  [N, T, size]   N samples, T timesteps, size neurons
+    readouts/<readout>       int64 [N, T, size]   per step, readout bias not included
+    states/<population>/u    int64 [N, T, size]   only with --record-state
+    states/<population>/v    int64 [N, T, size]   only with --record-state
+    counters                 str   ()             a JSON object (synaptic_events, ac, mac, ...)
+    labels                   int64 [N]            when labels were given or come from a dataset
+    scores                   int64 [N, classes]   class scores (readout summed over T plus
+                                                  T x bias), when the graph has one readout
+
+Several targets' runs of the same inputs (``targets.verify --record``; :func:`save_records` /
+:func:`load_records`): every key above except ``labels`` under a ``<target>/`` prefix (e.g.
+``event_sim/spikes/h1``, ``torch_ref/scores``), plus
+
+    targets                  str   [K]            the target names in run order (the first is
+                                                  the reference every other was compared with)
+    labels                   int64 [N]            once, as above
+
+Records are aligned to the trained model's time axis on every target (see targets/base.py), so
+equal runs give equal arrays. numpy only: the Lava environment reads and writes these files.
 """
 
 from __future__ import annotations
@@ -14,23 +33,58 @@ from typing import Any
 
 import numpy as np
 
+from core.errors import UserError
 from core.files import write_atomic
 from targets.base import RunResult
 
+TARGETS_KEY = "targets"
 
-def save_record(path: str | Path, result: RunResult, extra: dict[str, Any] | None = None) -> None:
+
+def record_arrays(result: RunResult, prefix: str = "") -> dict[str, np.ndarray]:
+    """The arrays of one run under the key layout of the module docstring, each key prefixed
+    by ``prefix`` (``""`` or ``"<target>/"``)."""
     arrays: dict[str, np.ndarray] = {}
     for k, v in result.spikes.items():
-        arrays[f"spikes/{k}"] = v
+        arrays[f"{prefix}spikes/{k}"] = np.asarray(v)
     for k, v in result.readouts.items():
-        arrays[f"readouts/{k}"] = v
+        arrays[f"{prefix}readouts/{k}"] = np.asarray(v)
     for k, (u, v) in result.states.items():
-        arrays[f"states/{k}/u"] = u
-        arrays[f"states/{k}/v"] = v
-    arrays["counters"] = np.array(json.dumps(result.counters))
+        arrays[f"{prefix}states/{k}/u"] = np.asarray(u)
+        arrays[f"{prefix}states/{k}/v"] = np.asarray(v)
+    arrays[f"{prefix}counters"] = np.array(json.dumps(result.counters))
+    return arrays
+
+
+def save_record(path: str | Path, result: RunResult, extra: dict[str, Any] | None = None) -> None:
+    """Write one target's run to ``path`` (.npz, atomically), plus the arrays in ``extra``
+    (``labels``, ``scores``) under their own names."""
+    arrays = record_arrays(result)
     for k, v in (extra or {}).items():
         arrays[k] = np.asarray(v)
+    _write_npz(path, arrays)
 
+
+def save_records(path: str | Path, results: dict[str, RunResult],
+                 extra: dict[str, Any] | None = None) -> None:
+    """Write several targets' runs of the same inputs to one .npz file (atomically).
+
+    ``results``: target name -> its run, in run order. ``extra``: arrays under their own names;
+    a key ``<target>/...`` (e.g. ``"event_sim/scores"``) belongs to that target.
+
+    Raises:
+        UserError: a target name is empty or contains "/" (it would break the key layout).
+    """
+    arrays: dict[str, np.ndarray] = {TARGETS_KEY: np.array(list(results), dtype=str)}
+    for name, result in results.items():
+        if not name or "/" in name:
+            raise UserError(f"target name {name!r} cannot name a record group")
+        arrays.update(record_arrays(result, f"{name}/"))
+    for k, v in (extra or {}).items():
+        arrays[k] = np.asarray(v)
+    _write_npz(path, arrays)
+
+
+def _write_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     def write(tmp: str) -> None:
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
@@ -39,14 +93,47 @@ def save_record(path: str | Path, result: RunResult, extra: dict[str, Any] | Non
     write_atomic(path, write)
 
 
-def load_record(path: str | Path) -> RunResult:
-    with np.load(path, allow_pickle=False) as z:
-        spikes = {k[7:]: z[k] for k in z.files if k.startswith("spikes/")}
-        readouts = {k[9:]: z[k] for k in z.files if k.startswith("readouts/")}
-        counters = json.loads(str(z["counters"])) if "counters" in z.files else {}
-        states = {}
-        for k in z.files:
-            if k.startswith("states/") and k.endswith("/u"):
-                name = k[7:-2]
-                states[name] = (z[k], z[f"states/{name}/v"])
+def _result_from(z: Any, prefix: str = "") -> RunResult:
+    keys = [k[len(prefix):] for k in z.files if k.startswith(prefix)]
+    spikes = {k[7:]: z[prefix + k] for k in keys if k.startswith("spikes/")}
+    readouts = {k[9:]: z[prefix + k] for k in keys if k.startswith("readouts/")}
+    counters = json.loads(str(z[prefix + "counters"])) if "counters" in keys else {}
+    states = {}
+    for k in keys:
+        if k.startswith("states/") and k.endswith("/u"):
+            name = k[7:-2]
+            states[name] = (z[prefix + k], z[f"{prefix}states/{name}/v"])
     return RunResult(spikes, readouts, counters, states)
+
+
+def load_record(path: str | Path, target: str | None = None) -> RunResult:
+    """Read one run back: a file of :func:`save_record`, or with ``target`` that target's run
+    from a file of :func:`save_records`.
+
+    Raises:
+        UserError: ``target`` is not in the file, or the file holds several targets' runs and
+            ``target`` is None.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        if TARGETS_KEY in z.files:
+            names = [str(t) for t in z[TARGETS_KEY]]
+            if target not in names:
+                raise UserError(f"{path} holds the runs of {', '.join(names)}: name one")
+            return _result_from(z, f"{target}/")
+        if target is not None:
+            raise UserError(f"{path} holds one run, not per-target runs")
+        return _result_from(z)
+
+
+def load_records(path: str | Path) -> dict[str, RunResult]:
+    """Every target's run from a file of :func:`save_records` (target name -> run, in run
+    order).
+
+    Raises:
+        UserError: the file holds one run (written by :func:`save_record`; read it with
+            :func:`load_record`).
+    """
+    with np.load(path, allow_pickle=False) as z:
+        if TARGETS_KEY not in z.files:
+            raise UserError(f"{path} holds one run, not per-target runs: use load_record")
+        return {str(t): _result_from(z, f"{t}/") for t in z[TARGETS_KEY]}

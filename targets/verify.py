@@ -5,33 +5,50 @@
 Every population's spike record and every readout record must be equal on all targets (records
 are already aligned for each target's latency; see targets/base.py). On the first difference the
 report names (sample, timestep, population, neuron) and that neuron's u, v and input on each
-target, and the command exits 1.
+target, and the command exits 1. ``--json`` prints the same summary as one JSON object;
+``--record out.npz`` saves every target's records in one file (layout: targets/records.py).
+
+Target modules are imported by name, only when run (:data:`TARGETS`): a comparison of
+event_sim and Lava never loads torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import sys
 import time
 from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
 from core import fixedpoint as fx
+from core.cli import print_json, run_cli
 from core.errors import UserError
 from core.graph import QGraph
 from targets.base import RunResult
+from targets.cli import Prepared, accuracy, add_common_args, prepare, record_extra
+from targets.records import save_records
 
-# One line per target: adding a target is one module with run(graph, inputs, ...) and one entry.
+# The registry: target name -> module with run(graph, inputs, *, record_state, progress).
+# Adding a target is one module and one entry. Modules are imported when run, by name, so that
+# a run without torch_ref never imports torch (the Lava environment has none).
 TARGETS = {
     "torch_ref": "targets.torch_ref",
     "event_sim": "targets.event_sim",
-    "lava": "targets.lava",
+    "lava": "targets.loihi",
 }
 
 
-def get_target(name: str):
+def get_target(name: str) -> ModuleType:
+    """The module of target ``name`` (imported on first use).
+
+    Raises:
+        UserError: ``name`` is not in :data:`TARGETS`.
+    """
     if name not in TARGETS:
         raise UserError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
     return importlib.import_module(TARGETS[name])
@@ -109,6 +126,12 @@ def neuron_state_report(graph: QGraph, m: Mismatch, states: dict[str, RunResult]
 def run_targets(graph: QGraph, inputs: np.ndarray, targets: list[str], *,
                 record_state: bool = False, progress: bool = False
                 ) -> tuple[dict[str, RunResult], dict[str, float]]:
+    """Run ``inputs`` [N, T, *input_shape] on each target in turn.
+
+    Returns (target -> its run, target -> wall seconds). ``progress``: let each target draw its
+    bar (pass :func:`core.cli.wants_progress`'s answer). Raises ``UserError`` for an unknown
+    target and whatever a target raises for inputs it refuses.
+    """
     results: dict[str, RunResult] = {}
     walls: dict[str, float] = {}
     for t in targets:
@@ -119,14 +142,78 @@ def run_targets(graph: QGraph, inputs: np.ndarray, targets: list[str], *,
     return results, walls
 
 
-def main(argv: list[str] | None = None) -> int:
-    from targets.cli import accuracy, add_common_args, prepare
+def verify_summary(prep: Prepared, results: dict[str, RunResult], walls: dict[str, float],
+                   mismatches: list[Mismatch], state_report: str | None) -> dict[str, Any]:
+    """The fields of verify's summary, as the table shows them (JSON-ready).
 
+    ``accuracy`` is a fraction (0..1) or None; ``mismatches`` lists every differing record's
+    first difference (sample/timestep/neuron -1 when the record shapes differ).
+    """
+    g = prep.graph
+    per_target = {}
+    for t, r in results.items():
+        per_target[t] = {
+            "accuracy": accuracy(g, r, prep.labels),
+            "spikes": sum(int(s.sum()) for s in r.spikes.values()),
+            "synaptic_events": r.counters.get("synaptic_events"),
+            "wall_s": walls[t],
+        }
+    return {
+        "samples": len(prep.inputs), "source": prep.source_desc, "timesteps": g.timesteps,
+        "populations": len(g.populations), "readouts": len(g.readouts),
+        "targets": per_target,
+        "spike_exact": not mismatches,
+        "records_compared": len(g.populations) + len(g.readouts),
+        "mismatches": [dataclasses.asdict(m) for m in mismatches],
+        "first_divergence_state": state_report,
+        "record": prep.record,
+    }
+
+
+def _print_table(s: dict[str, Any], mismatches: list[Mismatch]) -> None:
+    print(f"verify: {s['samples']} samples from {s['source']}, T={s['timesteps']}, "
+          f"{s['populations']} populations, {s['readouts']} readouts")
+    print(f"{'target':<12}{'accuracy':>10}{'spikes':>12}{'syn. events':>14}{'wall s':>9}")
+    for t, r in s["targets"].items():
+        acc_s = f"{r['accuracy'] * 100:.2f}%" if r["accuracy"] is not None else "-"
+        ev = "-" if r["synaptic_events"] is None else r["synaptic_events"]
+        print(f"{t:<12}{acc_s:>10}{r['spikes']:>12}{ev!s:>14}{r['wall_s']:>9.2f}")
+    if not mismatches:
+        print(f"spike-exact: 0 mismatches across {len(s['targets'])} targets, {s['samples']} "
+              f"samples, {s['records_compared']} records each")
+    else:
+        print(f"MISMATCH: {len(mismatches)} record(s) differ")
+        print("first divergence: " + mismatches[0].describe())
+        if s["first_divergence_state"]:
+            print(s["first_divergence_state"])
+        for m in mismatches[1:]:
+            print("  also: " + m.describe())
+    if s["record"]:
+        print(f"records of {', '.join(s['targets'])} written to {s['record']}")
+
+
+def _first_divergence_state(prep: Prepared, first: Mismatch) -> str | None:
+    """Re-run the first differing sample with state recording on the targets involved."""
+    if first.sample < 0:
+        return None
+    one = prep.inputs[first.sample : first.sample + 1]
+    states, _ = run_targets(prep.graph, one, list(first.values), record_state=True)
+    shifted = dataclasses.replace(first, sample=0)
+    rep = neuron_state_report(prep.graph, shifted, states)
+    return rep.replace("at sample 0", f"at sample {first.sample}") if rep else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m targets.verify``: exit 0 when every target gives the same records, 1 on a
+    difference, 2 on bad input."""
     ap = argparse.ArgumentParser(
         prog="python -m targets.verify",
         description="Run one graph on several targets and check that every population emits "
         "exactly the same spikes (and every readout the same integers) on all of them. Exit 1 "
-        "on the first difference, with that neuron's state on each target.",
+        "on the first difference, with that neuron's state on each target. --record saves "
+        "every target's records in one .npz: '<target>/spikes/<population>', "
+        "'<target>/readouts/<readout>', '<target>/counters', '<target>/scores', plus 'targets' "
+        "(names in run order) and 'labels' (full layout: targets/records.py).",
     )
     add_common_args(ap)
     ap.add_argument("--targets", default="torch_ref,event_sim,lava",
@@ -135,46 +222,30 @@ def main(argv: list[str] | None = None) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     if len(targets) < 2:
         raise UserError("--targets needs at least two targets to compare")
+    if len(set(targets)) != len(targets):
+        raise UserError(f"--targets names a target twice: {args.targets}")
     for t in targets:
         if t not in TARGETS:
             raise UserError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
     prep = prepare(args)
     g = prep.graph
-    results, walls = run_targets(g, prep.inputs, targets, progress=not args.no_progress)
+    results, walls = run_targets(g, prep.inputs, targets, progress=prep.progress)
     mism = compare(g, results)
-    n = len(prep.inputs)
-    print(f"verify: {n} samples from {prep.source_desc}, T={g.timesteps}, "
-          f"{len(g.populations)} populations, {len(g.readouts)} readouts")
-    print(f"{'target':<12}{'accuracy':>10}{'spikes':>12}{'syn. events':>14}{'wall s':>9}")
-    for t, r in results.items():
-        acc = accuracy(g, r, prep.labels)
-        acc_s = f"{acc * 100:.2f}%" if acc is not None else "-"
-        spk = sum(int(s.sum()) for s in r.spikes.values())
-        ev = r.counters.get("synaptic_events", "-")
-        print(f"{t:<12}{acc_s:>10}{spk:>12}{ev!s:>14}{walls[t]:>9.2f}")
-    if not mism:
-        nodes = len(g.populations) + len(g.readouts)
-        print(f"spike-exact: 0 mismatches across {len(targets)} targets, {n} samples, "
-              f"{nodes} records each")
-        return 0
-    print(f"MISMATCH: {len(mism)} record(s) differ")
-    first = mism[0]
-    print("first divergence: " + first.describe())
-    if first.sample >= 0:
-        one = prep.inputs[first.sample : first.sample + 1]
-        involved = list(first.values)
-        states, _ = run_targets(g, one, involved, record_state=True)
-        shifted = Mismatch(first.kind, first.node, 0, first.timestep, first.neuron,
-                           first.values, first.count)
-        rep = neuron_state_report(g, shifted, states)
-        if rep:
-            print(rep.replace("at sample 0", f"at sample {first.sample}"))
-    for m in mism[1:]:
-        print("  also: " + m.describe())
-    return 1
+    if prep.record:
+        extra: dict[str, Any] = {}
+        for t, r in results.items():
+            extra.update({f"{t}/{k}": v for k, v in record_extra(g, None, r).items()})
+        if prep.labels is not None:
+            extra["labels"] = prep.labels
+        save_records(prep.record, results, extra)
+    state = _first_divergence_state(prep, mism[0]) if mism else None
+    summary = verify_summary(prep, results, walls, mism, state)
+    if prep.as_json:
+        print_json(summary)
+    else:
+        _print_table(summary, mism)
+    return 1 if mism else 0
 
 
 if __name__ == "__main__":
-    from core.cli import run_cli
-
     sys.exit(run_cli("targets.verify", main))
