@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.graph import Dense, InputSpec, LIFPopulation, QGraph, Readout  # noqa: E402
-from targets import event_sim  # noqa: E402
+from targets import event_sim, loihi  # noqa: E402
 
 
 def random_mlp(seed: int = 0, timesteps: int = 4, sizes=(784, 256, 10)) -> QGraph:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                     "(independent timelines side by side, identical records; default 1). "
                     "Ratios are against the first.")
     ap.add_argument("--chunk", type=int, default=100,
-                    help="Lava: samples per built network (targets.lava.run's chunk)")
+                    help="Lava: samples per built network (targets.loihi.run's chunk)")
     ap.add_argument("--no-lava", action="store_true", help="only time event_sim")
     ap.add_argument("--json", metavar="out.json", help="also write the numbers as JSON")
     args = ap.parse_args(argv)
@@ -150,10 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     assert ev is not None
     ev_wall = rows[0][1]
     if not args.no_lava:
-        from targets import lava
-
         t0 = time.perf_counter()
-        lv = lava.run(graph, x, chunk=args.chunk)
+        lv = loihi.run(graph, x, chunk=args.chunk)
         lava_total = time.perf_counter() - t0
         lc = lv.counters
         out["lava"] = {"wall_s_with_subprocess": lava_total,

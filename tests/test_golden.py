@@ -36,7 +36,7 @@ def test_golden_hashes(case, target):
 
 
 def test_golden_hashes_on_lava(case):
-    from targets import lava
+    from targets import loihi
 
     name, graph, x = case
-    assert record_hashes(lava.run(graph, x)) == GOLDEN[name]["records"]
+    assert record_hashes(loihi.run(graph, x)) == GOLDEN[name]["records"]

@@ -2,9 +2,10 @@
 
 All cases run in ONE Lava-environment process (tests/lava_scripts/contract_cases.py): Lava's
 startup and network compilation dominate, so the cases share one network of stock processes
-(part 1) plus four targets.lava_target networks (part 2). Each case below is one comparison
-of Lava's spikes, u and v (step by step) or Dense outputs / read-back weights against a pure
-core.fixedpoint loop; see the script for how each case is built.
+(part 1) plus four networks of the Lava target itself (targets.loihi.simulate, part 2). Each
+case below is one comparison of Lava's spikes, u and v (step by step) or Dense outputs /
+read-back weights against a pure core.fixedpoint loop; see the script for how each case is
+built.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 
 import pytest
 
-from targets.lava import REPO_ROOT, lava_python, worker_env
+from targets.loihi import REPO_ROOT, lava_python, worker_env
 
 SCRIPT = REPO_ROOT / "tests" / "lava_scripts" / "contract_cases.py"
 

@@ -9,10 +9,10 @@ RingBuffers, the Dense outputs from sinks fed by the Dense directly, and the wei
 actually used (``dense.weights.get()``). Each branch is compared with a pure loop over
 core.fixedpoint (``lif_step``, ``dense_output``, ``lava_dense_weights``).
 
-Part 2 runs small QGraphs through targets.lava_target (conv kernel flip/transposition with
-stride, padding, groups and non-square kernels; layouts; graded input; pipelined samples with
-LIFReset offsets; chunking; state recording; bit-plane inputs with source slices and convs
-run as dense maps) and compares every record with the numpy reference
+Part 2 runs small QGraphs through the Lava target's run loop (targets.loihi.simulate: conv
+kernel flip/transposition with stride, padding, groups and non-square kernels; layouts; graded
+input; pipelined samples with LIFReset offsets; chunking; state recording; bit-plane inputs
+with source slices and convs run as dense maps) and compares every record with the numpy reference
 (core.ops.conv2d cross-correlation + fixedpoint).
 
 Writes {case: {"ok": bool, "detail": str}} as JSON.
@@ -335,7 +335,7 @@ def run_raw() -> None:
         record(b.name, ok, detail)
 
 
-# ============================================================================ part 2: lava_target
+# ====================================================================== part 2: targets.loihi
 
 
 def conv_graph(timesteps: int) -> QGraph:
@@ -382,10 +382,10 @@ def conv_graph(timesteps: int) -> QGraph:
 
 
 def compare_target(name: str, graph: QGraph, x: np.ndarray, **kw) -> None:
-    from targets import lava_target
+    from targets.loihi.simulate import simulate
 
     t0 = time.perf_counter()
-    res = lava_target.run(graph, x, record_state=True, **kw)
+    res = simulate(graph, x, record_state=True, **kw)
     wall = time.perf_counter() - t0
     sp, ro, st = run_ref(graph, x)
     problems = []

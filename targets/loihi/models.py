@@ -1,0 +1,145 @@
+"""Process models: how our processes (targets.loihi.process) and our recordings behave.
+
+- :class:`PyCurrentRelayModel` and :class:`PySpikeAttentionModel` implement our two processes
+  (``fixed_pt``, CPU). Lava's compiler finds them by scanning this folder (see
+  targets/loihi/process.py), so they are plain module-level classes.
+- :class:`FileSinkModel` and :class:`StateLIFResetModel` are stock bit-accurate models that
+  also write their records to ``.npy`` files; :func:`recording_models` maps Lava's stock
+  processes to them (a run configuration's exception map, one entry per process class).
+  Lava 0.10 reads a Var back to the host one element per message (``Var.get`` of a
+  [256, 400] sink buffer takes seconds), hence the files. Every value is still computed by
+  the stock code (``super().run_spk()``); the subclasses only copy it out.
+
+Lava environment only (imports lava). Absolute imports only: Lava's scan executes each module
+of this folder a second time as a top-level module.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+from lava.proc.io.sink import PyReceiveModelFixed
+from lava.proc.io.sink import RingBuffer as Sink
+from lava.proc.lif.models import PyLifResetModelBitAcc
+from lava.proc.lif.process import LIFReset
+
+from core import fixedpoint as fx
+from core.files import write_atomic
+from targets.loihi.layout import lava_max_pool, spikes_to_ours
+from targets.loihi.process import CurrentRelay, SpikeAttentionProcess
+
+RUN_TAG = "fixed_pt"  # Lava's bit-accurate models carry this tag (Loihi2SimCfg select_tag)
+
+
+@implements(proc=CurrentRelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag(RUN_TAG)
+class PyCurrentRelayModel(PyLoihiProcessModel):
+    """Receive the conv currents, max-pool them (Lava layout), hold them back ``delay``
+    steps (a FIFO primed with zeros), send them on, all within one step."""
+
+    # 24 bits: the width of Loihi's synaptic currents (fixedpoint.UV_BITS)
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._pool = proc_params["pool"]
+        self._delay = int(proc_params["delay"])
+        self._fifo = deque(np.zeros(proc_params["out_shape"], dtype=np.int32)
+                           for _ in range(self._delay))
+
+    def run_spk(self) -> None:
+        x = self.a_in.recv()
+        if self._pool is not None:
+            x = lava_max_pool(x, self._pool)
+        if self._delay:
+            self._fifo.append(x)
+            x = self._fifo.popleft()
+        self.a_out.send(x)
+
+
+@implements(proc=SpikeAttentionProcess, protocol=LoihiProtocol)
+@requires(CPU)
+@tag(RUN_TAG)
+class PySpikeAttentionModel(PyLoihiProcessModel):
+    """Send what was computed ``1 + delay`` steps ago, then receive q, k, v, convert them to
+    our (C, tokens) order and compute ``fixedpoint.spike_attention`` (ANDs, counts, sums of
+    counts, a shift: the arithmetic every target shares)."""
+
+    q_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    k_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    v_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._dim = int(proc_params["dim"])
+        self._heads = int(proc_params["heads"])
+        self._shift = int(proc_params["shift"])
+        self._perms = proc_params["perms"]  # q, k, v, target: Lava layout -> our order
+        self._out_shape = tuple(proc_params["out_shape"])
+        self._fifo = deque(np.zeros(self._out_shape, dtype=np.int32)
+                           for _ in range(1 + int(proc_params["delay"])))
+
+    def run_spk(self) -> None:
+        self.a_out.send(self._fifo.popleft())
+        q, k, v = (spikes_to_ours(port.recv(), perm).reshape(self._dim, -1)
+                   for port, perm in zip((self.q_in, self.k_in, self.v_in), self._perms[:3],
+                                         strict=True))
+        out = fx.spike_attention(q, k, v, self._heads, self._shift).reshape(-1)
+        self._fifo.append(out[self._perms[3]].reshape(self._out_shape).astype(np.int32))
+
+
+class FileSinkModel(PyReceiveModelFixed):
+    """Lava's fixed-point sink ``RingBuffer`` model that also saves its buffer
+    [*shape, steps] (int32) to ``proc_params["record_path"]`` at the last step."""
+
+    def run_spk(self) -> None:
+        super().run_spk()
+        if self.time_step == self.data.shape[-1]:
+            save_npy(self.proc_params["record_path"], self.data.astype(np.int32))
+
+
+class StateLIFResetModel(PyLifResetModelBitAcc):
+    """Lava's bit-accurate ``LIFReset`` model that also copies u and v after every step
+    (v after its spike reset) and saves them, [2, steps, *shape] int32, to
+    ``proc_params["record_path"]`` at step ``proc_params["record_steps"]``."""
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._steps = int(proc_params["record_steps"])
+        self._uv = np.zeros((2, self._steps, *proc_params["shape"]), dtype=np.int32)
+
+    def run_spk(self) -> None:
+        super().run_spk()
+        self._uv[0, self.time_step - 1] = self.u
+        self._uv[1, self.time_step - 1] = self.v
+        if self.time_step == self._steps:
+            save_npy(self.proc_params["record_path"], self._uv)
+
+
+def recording_models(record_state: bool) -> dict[type, type]:
+    """The run configuration's ``exception_proc_model_map``: stock process class -> our
+    recording model (sinks always; ``LIFReset`` only when u and v are recorded)."""
+    models: dict[type, type] = {Sink: FileSinkModel}
+    if record_state:
+        models[LIFReset] = StateLIFResetModel
+    return models
+
+
+def save_npy(path: str, arr: np.ndarray) -> None:
+    """Write ``arr`` to ``path`` (.npy) atomically: the host reads it after the run."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, arr)
+
+    write_atomic(path, write)

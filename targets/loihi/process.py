@@ -1,0 +1,66 @@
+"""Our two Lava processes: their interfaces (ports and parameters) only.
+
+Their behaviour is in :mod:`targets.loihi.models`, as Lava splits its own processes
+(lava/proc/lif/process.py vs models.py). Lava's compiler finds a process's models by importing
+every module in the process's folder (``ProcGroupDiGraphs._find_proc_models``): that is why
+nothing in targets/loihi/ may need torch, and why these modules import with absolute names.
+
+Lava environment only (imports lava).
+"""
+
+from __future__ import annotations
+
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+
+
+class CurrentRelay(AbstractProcess):
+    """Between a Lava ``Conv`` (or a dense-mapped conv) and its target: max-pools the synaptic
+    currents over non-overlapping (x, y) windows and/or holds them back ``delay`` steps.
+
+    Stock Lava has no pooling of currents and no delayed Conv. This is plumbing: it adds,
+    multiplies and rounds nothing (a max and a FIFO), and it receives and sends within one
+    step, so it adds no latency of its own.
+
+    Args:
+        in_shape: the conv's output (W, H, C) (Lava layout).
+        out_shape: the target's port shape; (W // kw, H // kh, C) when pooling.
+        pool: (kh, kw) as in the graph, or None.
+        delay: steps to hold back (0: none).
+    """
+
+    def __init__(self, *, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 pool: tuple[int, int] | None, delay: int) -> None:
+        super().__init__(in_shape=in_shape, out_shape=out_shape, pool=pool, delay=delay)
+        self.a_in = InPort(shape=in_shape)
+        self.a_out = OutPort(shape=out_shape)
+
+
+class SpikeAttentionProcess(AbstractProcess):
+    """Spikformer's spike attention ``Q Kᵀ V`` (:class:`core.graph.SpikeAttention`) as one
+    fixed-point process: the product of three populations' spikes, scaled by a shift.
+
+    Like a Dense synapse it sends at every step what it computed the step before (plus its
+    balancing ``delay``), so it costs ``1 + delay`` steps of latency like any synapse.
+
+    Args:
+        q_shape, k_shape, v_shape: the Lava port shapes of the three source populations.
+        out_shape: the target's Lava port shape.
+        dim: the embedding size (channels of the target, our first axis).
+        heads: attention heads (``dim`` is split evenly among them).
+        shift: right shift applied to the attention output (``fixedpoint.spike_attention``).
+        delay: extra steps of latency (latency balancing).
+        perms: four index maps from :func:`targets.loihi.layout.lava_to_ours`, for q, k, v and
+            the target, between each node's Lava layout and our flat order.
+    """
+
+    def __init__(self, *, q_shape: tuple[int, ...], k_shape: tuple[int, ...],
+                 v_shape: tuple[int, ...], out_shape: tuple[int, ...], dim: int, heads: int,
+                 shift: int, delay: int, perms: list) -> None:
+        super().__init__(q_shape=q_shape, k_shape=k_shape, v_shape=v_shape,
+                         out_shape=out_shape, dim=dim, heads=heads, shift=shift, delay=delay,
+                         perms=perms)
+        self.q_in = InPort(shape=q_shape)
+        self.k_in = InPort(shape=k_shape)
+        self.v_in = InPort(shape=v_shape)
+        self.a_out = OutPort(shape=out_shape)
