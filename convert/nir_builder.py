@@ -21,44 +21,68 @@ from __future__ import annotations
 
 from typing import Any
 
+import nir
 import numpy as np
 
 from core.errors import ExportError
-from core.nir_ext import MaxPool2d, SpikeAttention
+from core.nir_ext import MaxPool2d, SpikeAttention, is_extension
+from core.nir_io import lif_node
 from core.ops import conv2d, conv2d_out_hw
 
+# The export's time step (s): every float graph we write is discretised with it (LIF
+# ``tau = DT / (1 - beta)``, ``r = tau / DT``) and records it as metadata ``dt``. Any value
+# would do as long as the two agree; 1 ms is NIR's and Norse's customary step. (The integer
+# graph's nominal step, ``core.nir_io.DT``, is a separate constant of that file format.)
 DT = 1e-3
 
 
-def _np(t: Any) -> np.ndarray:
+def to_numpy(t: Any) -> np.ndarray:
+    """A torch tensor (detached, on CPU) or any array-like as a float64 numpy array."""
     if hasattr(t, "detach"):
         return t.detach().cpu().double().numpy()
     return np.asarray(t, dtype=np.float64)
 
 
-def _pair(v: Any) -> tuple[int, int]:
-    if isinstance(v, int | np.integer):
-        return (int(v), int(v))
-    return (int(v[0]), int(v[1]))
+def pair(v: Any) -> tuple[int, int]:
+    """An int, a pair or a 1- or 2-element array (torch's ``kernel_size=2`` or ``(2, 3)``, a
+    NIR node's ``stride``) as two ints."""
+    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 def bn_affine(bn: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(scale, shift) of an eval-mode BatchNorm: y = scale * x + shift per channel."""
+    """(scale, shift) of an eval-mode BatchNorm: y = scale * x + shift per channel.
+
+    ``bn`` is a torch BatchNorm (its running statistics, ``eps``, optional ``weight``/``bias``)
+    or an already folded ``(scale, shift)`` pair.
+    """
     if isinstance(bn, tuple):
-        return _np(bn[0]), _np(bn[1])
-    var = _np(bn.running_var)
-    mean = _np(bn.running_mean)
+        return to_numpy(bn[0]), to_numpy(bn[1])
+    var = to_numpy(bn.running_var)
+    mean = to_numpy(bn.running_mean)
     g = 1.0 / np.sqrt(var + float(bn.eps))
-    gamma = _np(bn.weight) if getattr(bn, "weight", None) is not None else np.ones_like(var)
-    beta = _np(bn.bias) if getattr(bn, "bias", None) is not None else np.zeros_like(var)
+    gamma = (to_numpy(bn.weight) if getattr(bn, "weight", None) is not None
+             else np.ones_like(var))
+    beta = to_numpy(bn.bias) if getattr(bn, "bias", None) is not None else np.zeros_like(var)
     scale = gamma * g
     return scale, beta - mean * scale
 
 
-class NIRBuilder:
-    def __init__(self, input_shape: tuple[int, ...]):
-        import nir
+def _label(kind: str, name: str | None) -> str:
+    """``kind`` and the node's name, for an error message."""
+    return kind if name is None else f"{kind} {name!r}"
 
+
+class NIRBuilder:
+    """A float NIR graph built node by node from an ``"input"`` node of ``input_shape``.
+
+    Every method adds one node (or a few) after its source(s) and returns the new node's name;
+    a *list* of sources means their sum. Node names are the ``name=`` given, else
+    ``<kind><i>``. Shapes are tracked (``shape(name)``) and checked; mismatches raise
+    ``ExportError``. :meth:`graph` returns the ``nir.NIRGraph``.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...]):
         self.nodes: dict[str, Any] = {"input": nir.Input({"input": np.array(input_shape)})}
         self.edges: list[tuple[str, str]] = []
         self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(int(s) for s in input_shape)}
@@ -79,9 +103,10 @@ class NIRBuilder:
     def _add(self, kind: str, name: str | None, node: Any, srcs: str | list[str],
              shape: tuple[int, ...]) -> str:
         srcs = [srcs] if isinstance(srcs, str) else list(srcs)
-        in_shapes = {self.shapes[s] for s in srcs}
+        in_shapes = {self.shape(s) for s in srcs}
         if len(in_shapes) != 1:
-            raise ExportError(f"{kind}: summed sources have different shapes {in_shapes}")
+            raise ExportError(f"{_label(kind, name)}: summed sources have different shapes "
+                              f"{in_shapes}")
         n = self._name(kind, name)
         self.nodes[n] = node
         self.edges += [(s, n) for s in srcs]
@@ -89,51 +114,73 @@ class NIRBuilder:
         return n
 
     def shape(self, src: str | list[str]) -> tuple[int, ...]:
-        return self.shapes[src if isinstance(src, str) else src[0]]
+        """The output shape of node ``src`` (of the first, for a list: they all agree).
+
+        Raises:
+            ExportError: no node has that name.
+        """
+        first = src if isinstance(src, str) else src[0]
+        if first not in self.shapes:
+            raise ExportError(f"no node named {first!r} (so far: {', '.join(self.shapes)})")
+        return self.shapes[first]
 
     # --- synaptic maps ------------------------------------------------------------------
     def linear(self, src: str | list[str], module: Any = None, *, weight: Any = None,
                bias: Any = None, bn: Any = None, affine: Any = None, name: str | None = None
                ) -> str:
-        import nir
+        """``nir.Affine`` (``nir.Linear`` without a bias) on the flattened ``src``.
 
-        w = _np(module.weight if module is not None else weight)
+        From a torch ``nn.Linear`` ``module`` or explicit ``weight`` [n_out, n_in] / ``bias``
+        [n_out]; ``bn`` (a BatchNorm or ``(scale, shift)``) or ``affine=(scale, shift)`` (per
+        output neuron, or broadcast) is folded in exactly: ``W' = scale W``,
+        ``b' = scale b + shift``.
+
+        Raises:
+            ExportError: ``n_in`` is not the size of ``src``.
+        """
+        w = to_numpy(module.weight if module is not None else weight)
         b = None
         if module is not None and module.bias is not None:
-            b = _np(module.bias)
+            b = to_numpy(module.bias)
         elif bias is not None:
-            b = _np(bias)
+            b = to_numpy(bias)
         if bn is not None or affine is not None:
-            sc, sh = bn_affine(bn) if bn is not None else (_np(affine[0]), _np(affine[1]))
+            sc, sh = bn_affine(bn) if bn is not None else (to_numpy(affine[0]), to_numpy(affine[1]))
             sc = np.broadcast_to(sc.reshape(-1), (w.shape[0],))
             sh = np.broadcast_to(sh.reshape(-1), (w.shape[0],))
             w = w * sc[:, None]
             b = (b if b is not None else 0.0) * sc + sh
         in_size = int(np.prod(self.shape(src)))
         if w.shape[1] != in_size:
-            raise ExportError(f"linear: weight {w.shape} vs input size {in_size}")
+            raise ExportError(f"{_label('linear', name)}: weight {w.shape} vs input size {in_size}")
         node = nir.Affine(w, b) if b is not None else nir.Linear(w)
         return self._add("fc", name, node, src, (w.shape[0],))
 
     def conv(self, src: str | list[str], module: Any = None, *, weight: Any = None,
              bias: Any = None, stride: Any = 1, padding: Any = 0, groups: int = 1,
              bn: Any = None, affine: Any = None, name: str | None = None) -> str:
-        """Conv2d (+ folded BN). A per-position ``affine`` turns it into an exact dense map."""
-        import nir
+        """``nir.Conv2d`` on ``src`` (C, H, W), from a torch ``nn.Conv2d`` ``module`` or explicit
+        ``weight`` [C_out, C_in/groups, kh, kw], ``bias``, ``stride``, ``padding``, ``groups``;
+        ``bn``/``affine`` folded per output channel as in :meth:`linear`. A per-position
+        ``affine`` (one value per output neuron) makes it the exact dense map (a Flatten and
+        an Affine) instead.
 
+        Raises:
+            ExportError: the module has a dilation other than 1.
+        """
         if module is not None:
             weight, stride, padding, groups = (module.weight, module.stride, module.padding,
                                                module.groups)
             bias = module.bias
-            if tuple(_pair(module.dilation)) != (1, 1):
-                raise ExportError("conv: dilation is not supported")
-        w = _np(weight)
-        b = _np(bias) if bias is not None else np.zeros(w.shape[0])
-        stride, padding = _pair(stride), _pair(padding)
+            if tuple(pair(module.dilation)) != (1, 1):
+                raise ExportError(f"{_label('conv', name)}: dilation is not supported")
+        w = to_numpy(weight)
+        b = to_numpy(bias) if bias is not None else np.zeros(w.shape[0])
+        stride, padding = pair(stride), pair(padding)
         c, h, wd = self.shape(src)
         ho, wo = conv2d_out_hw((h, wd), w.shape[2:], stride, padding)
         out_shape = (w.shape[0], ho, wo)
-        if affine is not None and np.asarray(_np(affine[0])).size not in (1, w.shape[0]):
+        if affine is not None and np.asarray(to_numpy(affine[0])).size not in (1, w.shape[0]):
             # per-position scale: no longer a convolution; expand it into the exact dense map
             eye = np.eye(c * h * wd).reshape(-1, c, h, wd)
             dense = conv2d(eye, w, stride, padding, groups).reshape(c * h * wd, -1).T
@@ -142,7 +189,7 @@ class NIRBuilder:
                              src, (c * h * wd,))
             return self.linear(flat, weight=dense, bias=bias_full, affine=affine, name=name)
         if bn is not None or affine is not None:
-            sc, sh = bn_affine(bn) if bn is not None else (_np(affine[0]), _np(affine[1]))
+            sc, sh = bn_affine(bn) if bn is not None else (to_numpy(affine[0]), to_numpy(affine[1]))
             sc = np.broadcast_to(sc.reshape(-1), (w.shape[0],))
             sh = np.broadcast_to(sh.reshape(-1), (w.shape[0],))
             w = w * sc[:, None, None, None]
@@ -152,28 +199,30 @@ class NIRBuilder:
         return self._add("conv", name, node, src, out_shape)
 
     def avgpool(self, src: str | list[str], kernel: Any, stride: Any = None,
-                name: str | None = None) -> str:
-        return self._pool("avgpool", src, kernel, stride, name)
+                padding: Any = 0, name: str | None = None) -> str:
+        """``nir.AvgPool2d`` on ``src`` (C, H, W); ``stride`` defaults to ``kernel``, as in
+        torch's ``nn.AvgPool2d``."""
+        return self._pool("avgpool", src, kernel, stride, padding, name)
 
     def sumpool(self, src: str | list[str], kernel: Any, stride: Any = None,
-                name: str | None = None) -> str:
-        return self._pool("sumpool", src, kernel, stride, name)
+                padding: Any = 0, name: str | None = None) -> str:
+        """``nir.SumPool2d`` on ``src`` (C, H, W); ``stride`` defaults to ``kernel``."""
+        return self._pool("sumpool", src, kernel, stride, padding, name)
 
-    def _pool(self, kind: str, src: str | list[str], kernel: Any, stride: Any,
+    def _pool(self, kind: str, src: str | list[str], kernel: Any, stride: Any, padding: Any,
               name: str | None) -> str:
-        import nir
-
-        k = _pair(kernel)
-        s = _pair(stride if stride is not None else kernel)
+        k = pair(kernel)
+        s = pair(stride if stride is not None else kernel)
+        p = pair(padding)
         c, h, w = self.shape(src)
-        ho, wo = conv2d_out_hw((h, w), k, s, (0, 0))
+        ho, wo = conv2d_out_hw((h, w), k, s, p)
         cls = nir.AvgPool2d if kind == "avgpool" else nir.SumPool2d
-        node = cls(np.array(k), np.array(s), np.array([0, 0]))
+        node = cls(np.array(k), np.array(s), np.array(p))
         return self._add(kind, name, node, src, (c, ho, wo))
 
     def maxpool(self, src: str | list[str], kernel: Any, name: str | None = None) -> str:
         """Max pooling of currents (extension node ``neurodeploy.MaxPool2d``); stride = kernel."""
-        k = _pair(kernel)
+        k = pair(kernel)
         shape = self.shape(src)
         node = MaxPool2d(shape, k, k)
         return self._add("maxpool", name, node, src, tuple(node.output_type["output"]))
@@ -184,14 +233,13 @@ class NIRBuilder:
         (dim, *tokens) (extension node ``neurodeploy.SpikeAttention``); feeds a neuron."""
         shape = self.shape(q)
         if len(shape) < 2 or shape[0] % int(heads):
-            raise ExportError(f"spike_attention: shape {shape} is not (dim, *tokens) with dim "
-                             f"divisible by {heads} heads")
+            raise ExportError(f"{_label('spike_attention', name)}: shape {shape} is not "
+                              f"(dim, *tokens) with dim divisible by {heads} heads")
         node = SpikeAttention(shape, int(heads), float(scale), [q, k, v])
         return self._add("attention", name, node, [q, k, v], shape)
 
     def flatten(self, src: str | list[str], name: str | None = None) -> str:
-        import nir
-
+        """``nir.Flatten`` of ``src`` to one axis (C-order, as torch's ``flatten``)."""
         shape = self.shape(src)
         node = nir.Flatten({"input": np.array(shape)}, start_dim=0, end_dim=-1)
         return self._add("flatten", name, node, src, (int(np.prod(shape)),))
@@ -200,34 +248,33 @@ class NIRBuilder:
     def lif(self, src: str | list[str], beta: float | None = None,
             threshold: float | None = None, *, module: Any = None, name: str | None = None
             ) -> str:
-        """LIF population: ``v = beta v + I``, spike on ``v > threshold``, reset to 0."""
-        import nir
+        """LIF population on the (summed) current of ``src``: ``v = beta v + I``, spike on
+        ``v > threshold``, reset to 0; ``beta``/``threshold`` default to a torch LIF
+        ``module``'s (``models.neuron.LIF``). Written by ``core.nir_io.lif_node`` with step
+        :data:`DT`.
 
+        Raises:
+            ExportError: no beta or threshold, or ``beta`` outside (0, 1) (no finite tau).
+        """
         if module is not None:
             beta = float(module.beta) if beta is None else beta
             threshold = float(module.threshold) if threshold is None else threshold
         if beta is None or threshold is None:
-            raise ExportError("lif: beta and threshold are needed")
+            raise ExportError(f"{_label('lif', name)}: beta and threshold are needed")
         if not 0 < beta < 1:
-            raise ExportError(f"lif: beta={beta} has no finite time constant")
+            raise ExportError(f"{_label('lif', name)}: beta={beta} has no finite time constant")
         shape = self.shape(src)
-        tau = DT / (1.0 - beta)
-        node = nir.LIF(tau=np.full(shape, tau), r=np.full(shape, tau / DT),
-                       v_leak=np.zeros(shape), v_threshold=np.full(shape, float(threshold)),
-                       v_reset=np.zeros(shape))
-        return self._add("lif", name, node, src, shape)
+        return self._add("lif", name, lif_node(shape, beta, threshold, DT), src, shape)
 
     def output(self, src: str | list[str], name: str = "output") -> str:
-        import nir
-
+        """``nir.Output`` reading ``src``: the graph's readout (summed over time by targets)."""
         shape = self.shape(src)
         return self._add("output", name, nir.Output({"output": np.array(shape)}), src, shape)
 
-    def graph(self, metadata: dict[str, Any] | None = None):
-        import nir
-
-        from core.nir_ext import is_extension
-
+    def graph(self, metadata: dict[str, Any] | None = None) -> nir.NIRGraph:
+        """The graph, with ``metadata`` (plus ``neurodeploy_extensions``: the extension node
+        types it holds, comma-separated; such a graph skips NIR's type check, which does not
+        know them)."""
         meta = dict(metadata or {})
         ext = sorted({type(n).__name__ for n in self.nodes.values() if is_extension(n)})
         if ext:

@@ -51,8 +51,33 @@ def meta_value(v: Any) -> Any:
     return v
 
 
-def to_nir(qg: QGraph, report: dict[str, Any] | None = None) -> nir.NIRGraph:
-    """The integer graph as a ``nir.NIRGraph`` in the layout of docs/integer-nir.md."""
+def lif_node(shape: tuple[int, ...], beta: float, threshold: float, dt: float,
+             metadata: dict[str, Any] | None = None) -> nir.LIF:
+    """The ``nir.LIF`` of a population of ``shape`` with decay ``beta`` per step of ``dt`` (s).
+
+    NIR's LIF is continuous, ``tau dv/dt = (v_leak - v) + r I``; under forward Euler with step
+    ``dt`` it is ``v[t] = (1 - dt/tau) v[t-1] + (dt r / tau) I[t]``. So ``tau = dt / (1 - beta)``
+    gives ``v[t] = beta v[t-1] + ...``, and ``r = tau / dt`` makes the input gain 1. ``v_leak``
+    and ``v_reset`` are 0 (reset to zero); ``v_threshold`` is ``threshold`` everywhere.
+    ``beta = 1`` (no leak, Loihi's ``dv = 0``) has no finite tau: it is written as
+    ``tau = dt / 1e-9``, a finite stand-in that HDF5 and every reader accept. Used by the float
+    export (``convert.export``, step ``convert.nir_builder.DT``) and the integer-graph writer
+    (nominal step :data:`DT`); the arrays are float64.
+    """
+    tau = dt / (1.0 - beta) if beta < 1 else dt / 1e-9
+    return nir.LIF(
+        tau=np.full(shape, tau), r=np.full(shape, tau / dt), v_leak=np.zeros(shape),
+        v_threshold=np.full(shape, float(threshold)), v_reset=np.zeros(shape),
+        metadata=dict(metadata or {}),
+    )
+
+
+def to_nir(qg: QGraph, report: Any = None) -> nir.NIRGraph:
+    """The integer graph as a ``nir.NIRGraph`` in the layout of docs/integer-nir.md.
+
+    ``report``: the quantization report (an object with ``to_dict()``, or a plain dict), stored
+    as JSON in the graph metadata ``quantization_report``; None stores none.
+    """
     nodes: dict[str, Any] = {
         INPUT: nir.Input(
             {"input": np.array(qg.input.shape)},
@@ -63,12 +88,8 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None) -> nir.NIRGraph:
     edges: list[tuple[str, str]] = []
     pooled_to: dict[str, str] = {}
     for p in qg.populations.values():
-        keep = fx.factor_from_dv(p.dv)
-        tau = DT / max(1.0 - keep, 1e-9)
-        nodes[p.name] = nir.LIF(
-            tau=np.full(p.shape, tau), r=np.full(p.shape, tau / DT),
-            v_leak=np.zeros(p.shape), v_threshold=np.full(p.shape, float(p.vth << fx.VTH_SHIFT)),
-            v_reset=np.zeros(p.shape),
+        nodes[p.name] = lif_node(
+            p.shape, fx.factor_from_dv(p.dv), float(p.vth << fx.VTH_SHIFT), DT,
             metadata={"loihi_du": p.du, "loihi_dv": p.dv, "loihi_vth": p.vth,
                       "loihi_bias_exp": p.bias_exp, "loihi_bias_mant": p.bias_mant.copy()},
         )
@@ -131,7 +152,9 @@ def to_nir(qg: QGraph, report: dict[str, Any] | None = None) -> nir.NIRGraph:
     meta.update(neurodeploy_integer=1, timesteps=qg.timesteps, input_kind=qg.input.kind,
                 input_max=qg.input.max_value)
     if report is not None:
-        meta["quantization_report"] = json.dumps(report, default=float)
+        # a report object (convert.quantize.QuantReport) or its plain-dict form
+        plain = report.to_dict() if hasattr(report, "to_dict") else report
+        meta["quantization_report"] = json.dumps(plain, default=float)
     if pooled_to:
         meta["neurodeploy_extensions"] = "MaxPool2d"
     if attention:
@@ -160,7 +183,7 @@ def _attention_to_nir(qg: QGraph, s: SpikeAttention, nodes: dict[str, Any],
     edges.append((s.name, s.target))
 
 
-def write_qgraph(path: str | Path, qg: QGraph, report: dict[str, Any] | None = None) -> None:
+def write_qgraph(path: str | Path, qg: QGraph, report: Any = None) -> None:
     """Write the integer graph (and its quantization report, as JSON metadata) atomically."""
     g = to_nir(qg, report)
     write_atomic(path, lambda tmp: nir.write(tmp, g))

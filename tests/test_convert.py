@@ -1,7 +1,9 @@
 """Export, import rewrites, quantization and their refusals."""
 
+import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import nir
@@ -10,18 +12,20 @@ import pytest
 import torch
 
 from convert import load_graph
+from convert.export import EXPORTERS
 from convert.float_graph import FConv
 from convert.float_sim import simulate
-from convert.nir_import import _Importer, import_nir
-from convert.quantize import quantize
+from convert.neuron_params import normalise_threshold, step_params
+from convert.nir_import import NIRView, import_nir
+from convert.quantize import QuantReport, format_report, quantize
 from convert.to_nir import checkpoint_to_nir
 from core import fixedpoint as fx
-from core.datasets import load_dataset
+from core.datasets import input_shape, load_dataset, num_classes
 from core.encoding import encode, input_scale
-from core.graph import GraphError
+from core.graph import GraphError, balance_delays
 from core.nir_ext import read_nir
 from core.nir_io import from_nir, to_nir
-from models.registry import build_model, default_config
+from models.registry import MODELS, build_model, default_config
 from train.loop import model_input
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +34,7 @@ DATA = Path(__file__).parent / "data"
 
 def _ckpt(name: str, seed: int = 0) -> dict:
     torch.manual_seed(seed)
-    cfg = default_config(name, "digits")
+    cfg = default_config(name, input_shape("digits"), num_classes("digits"))
     m = build_model(name, cfg)
     return {"model": name, "config": cfg, "state_dict": m.state_dict(), "dataset": "digits",
             "encoding": {"kind": "direct", "timesteps": 4, "seed": 0,
@@ -52,10 +56,14 @@ def test_export_round_trip_matches_torch_model(name, tmp_path):
     model = build_model(name, ck["config"])
     model.load_state_dict(ck["state_dict"])
     with torch.no_grad():
-        logits = model(model_input(name, x, "direct")).double().numpy()
+        logits = model(model_input(x, "direct")).double().numpy()
     assert np.allclose(scores / 4, logits, atol=1e-5)
     assert np.array_equal(scores.argmax(1), logits.argmax(1))
     assert sum(int(s.sum()) for s in spikes.values()) > 0
+
+
+def test_every_registered_model_has_an_exporter():
+    assert list(EXPORTERS) == list(MODELS)
 
 
 def test_quantization_is_deterministic_and_lava_safe():
@@ -76,6 +84,7 @@ def test_integer_nir_round_trip(tmp_path):
     r = subprocess.run([sys.executable, "-m", "convert.quantize", str(DATA / "conv_snn_digits.nir"),
                         "-o", str(path)], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert f"wrote {path}" in r.stdout and "headroom" in r.stdout
     g = nir.read(str(path))  # stock reader loads the integer graph
     back = from_nir(g)
     assert [s.name for s in back.synapses] == [s.name for s in qg.synapses]
@@ -83,6 +92,43 @@ def test_integer_nir_round_trip(tmp_path):
         assert np.array_equal(s.weight, t.weight)
     again, _ = load_graph(path)
     assert again.latency() == qg.latency()
+    # the report rides along as JSON with the documented field names, and reads back whole
+    embedded = json.loads(str(g.metadata["quantization_report"]))
+    assert embedded["populations"]["lif1"]["a_in_headroom"] > 1
+    assert embedded["synapses"]["conv1"]["kind"] == "conv"
+    assert QuantReport.from_dict(embedded) == rep
+
+
+def test_quantize_cli_writes_beside_the_input_and_prints_json(tmp_path):
+    src = tmp_path / "model.nir"
+    src.write_bytes((DATA / "fc_snn_digits.nir").read_bytes())
+    r = subprocess.run([sys.executable, "-m", "convert.quantize", str(src), "--json"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["output"] == str(tmp_path / "model.loihi.nir")
+    assert (tmp_path / "model.loihi.nir").exists()
+    _, rep = load_graph(DATA / "fc_snn_digits.nir")
+    assert out["report"] == json.loads(json.dumps(rep.to_dict()))
+    assert set(out["report"]["synapses"]["fc1"]) == {
+        "source", "target", "kind", "delay", "max_pool", "weight_exp", "max_abs_weight",
+        "weights_clipped", "all_zero", "rel_rms_error"}
+    r = subprocess.run([sys.executable, "-m", "convert.quantize", str(src), "-o", str(src)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "is the input file" in r.stderr
+    assert src.read_bytes() == (DATA / "fc_snn_digits.nir").read_bytes()
+
+
+def test_report_formats_as_tables():
+    _, rep = load_graph(DATA / "conv_snn_digits.nir")
+    lines = format_report(rep).splitlines()
+    assert lines[0].split() == ["population", "vth", "du", "dv", "bias_exp", "worst", "a_in",
+                                "headroom"]
+    p = rep.populations["lif1"]
+    assert lines[1].split() == ["lif1", str(p.vth), str(p.du), str(p.dv), str(p.bias_exp),
+                                str(p.worst_a_in), f"{p.a_in_headroom:.2f}"]
+    assert any(line.startswith("output") and "(readout, scale" in line for line in lines)
+    assert sum(line.split()[0] in rep.synapses for line in lines[1:]) == len(rep.synapses)
 
 
 def _chain_graph():
@@ -108,11 +154,11 @@ def _chain_graph():
 
 def test_pool_then_conv_composes_into_one_strided_conv():
     g = _chain_graph()
-    imp = _Importer(g, 1e-3, None, None)
-    op = imp.compose("l1", ["p1", "c2"])
+    view = NIRView(g)
+    op = view.compose("l1", ["p1", "c2"])
     assert isinstance(op, FConv) and op.stride == (2, 2) and op.weight.shape[2:] == (6, 6)
     x = np.random.default_rng(2).integers(0, 2, (7, 3, 8, 8)).astype(float)
-    direct = imp.run_chain(["p1", "c2"], x, with_bias=False)
+    direct = view.run_chain(["p1", "c2"], x, with_bias=False)
     fg = import_nir(g)
     syn = next(s for s in fg.synapses if s.target == "l2")
     assert np.allclose(syn.apply(x), direct)
@@ -141,6 +187,34 @@ def test_per_neuron_thresholds_are_normalised_exactly():
         v[s] = 0
         ref.append(s)
     assert np.array_equal(spikes["lif"], np.stack(ref, 1))
+
+
+def test_neuron_parameters_map_forward_euler_both_ways():
+    """Our exporter's convention (tau = dt / (1 - beta), r = tau / dt) imports as beta with
+    input gain 1; CubaLIF and IF follow the same forward-Euler rule."""
+    dt, beta = 1e-3, 0.75
+    tau = dt / (1 - beta)
+    lif = nir.LIF(np.full(3, tau), np.full(3, tau / dt), np.full(3, 0.2), np.array([1., 2., 4.]))
+    p = step_params("lif", lif, 3, dt)
+    assert (p.kind, p.beta, p.alpha) == ("LIF", pytest.approx(beta), 0.0)
+    assert np.allclose(p.gain, 1.0) and np.allclose(p.leak, 0.2 * dt / tau)
+    norm = normalise_threshold("lif", p, np.array([1.0, 1.0, 1.0]))
+    # one threshold (the largest); each neuron's inputs and bias scaled by 4 / vth_i
+    assert norm.threshold == 4.0 and np.allclose(norm.input_scale, [4.0, 2.0, 1.0])
+    assert np.allclose(norm.bias, (1.0 + 0.2 * dt / tau) * np.array([4.0, 2.0, 1.0]))
+    assert norm.note is None
+    cuba = nir.CubaLIF(tau_syn=np.full(2, 2 * dt), tau_mem=np.full(2, 4 * dt), r=np.full(2, 4.0),
+                       v_leak=np.zeros(2), v_threshold=np.ones(2), w_in=np.full(2, 2.0))
+    c = step_params("cuba", cuba, 2, dt)
+    assert (c.alpha, c.beta) == (0.5, 0.75) and np.allclose(c.gain, 0.5 * 2.0 * dt * 4.0 / (4 * dt))
+    steady = normalise_threshold("cuba", c, np.array([0.1, 0.1]))
+    assert np.allclose(steady.bias, 0.1 * c.gain / 0.5) and "steady-state" in steady.note
+    i_f = step_params("if", nir.IF(r=np.full(2, 3.0), v_threshold=np.ones(2)), 2, dt)
+    assert (i_f.beta, i_f.alpha) == (1.0, 0.0) and np.allclose(i_f.gain, 3.0 * dt)
+    with pytest.raises(GraphError, match="outside \\[0, 1\\] with dt=0.01"):
+        step_params("lif", lif, 3, 1e-2)
+    with pytest.raises(GraphError, match="'lif' \\(LIF\\): threshold must be positive"):
+        normalise_threshold("lif", replace(p, threshold=np.array([1.0, 0.0, 1.0])), np.zeros(3))
 
 
 def _simple(**over):
@@ -180,9 +254,11 @@ def test_paths_of_different_depth_get_balancing_delays():
     delays = {s.name: s.delay for s in qg.synapses}
     assert delays.pop("fc2") == 1 and set(delays.values()) == {0}
     assert qg.latency()["lif"] == 2
-    qg.synapses[[s.name for s in qg.synapses].index("fc2")].delay = 0
+    unbalanced = replace(qg, synapses=[replace(s, delay=0) for s in qg.synapses])
     with pytest.raises(GraphError, match="latency balancing"):
-        qg.latency()
+        unbalanced.latency()
+    assert balance_delays(list(unbalanced.populations) + list(unbalanced.readouts),
+                          unbalanced.synapses) == qg.synapses  # the same walk balances it
 
 
 def test_foreign_graph_runs_with_user_inputs(tmp_path):

@@ -1,4 +1,4 @@
-"""NIR export of ``models.cml_net.CMLNet`` (used by ``convert.to_nir`` for model ``cml_net``).
+"""NIR export of ``models.cml_net.CMLNet`` (registry name ``cml_net``).
 
 Per stage ``i`` (BN folded into the conv, exact in float)::
 
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from convert.nir_builder import NIRBuilder
+from core.errors import ExportError
 
 OR_THRESHOLD = 0.5
 
@@ -42,8 +43,11 @@ def _window_count_kernel(c: int) -> np.ndarray:
 
 
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
-    from convert.to_nir import ExportError
+    """The model (eval mode) as a builder; ``input_shape`` is (C, H, W).
 
+    Raises:
+        ExportError: the model was built for another input shape, or is in training mode.
+    """
     shape = tuple(int(s) for s in input_shape)
     if shape != tuple(model.in_shape):
         raise ExportError(f"cml_net: export input shape {shape} != model in_shape "

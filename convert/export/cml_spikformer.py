@@ -1,5 +1,5 @@
-"""NIR export of ``models.cml_spikformer.CMLSpikformer`` (``convert.to_nir`` model
-``cml_spikformer``). Population names are the model's ``lif_names``.
+"""NIR export of ``models.cml_spikformer.CMLSpikformer`` (registry name ``cml_spikformer``).
+Population names are the model's ``lif_names``.
 
 Tokenizer stage ``i`` (BN folded into the conv, exact in float)::
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from convert.nir_builder import NIRBuilder
+from core.errors import ExportError
 
 
 def _stage(b: NIRBuilder, src: str | list[str], st: Any, name: str) -> str:
@@ -35,8 +36,11 @@ def _stage(b: NIRBuilder, src: str | list[str], st: Any, name: str) -> str:
 
 
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
-    from convert.to_nir import ExportError
+    """The model (eval mode) as a builder; ``input_shape`` is (C, H, W).
 
+    Raises:
+        ExportError: the model was built for another input shape, or is in training mode.
+    """
     shape = tuple(int(s) for s in input_shape)
     if shape != tuple(model.in_shape):
         raise ExportError(f"cml_spikformer: export input shape {shape} != model in_shape "

@@ -29,13 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from convert.nir_builder import NIRBuilder, bn_affine
+from convert.nir_builder import NIRBuilder, bn_affine, to_numpy
 from core.errors import ExportError
 from core.ops import conv2d
-
-
-def _np(t: Any) -> np.ndarray:
-    return t.detach().cpu().double().numpy()
 
 
 def _conv_dense(cb: Any, in_shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray,
@@ -43,7 +39,7 @@ def _conv_dense(cb: Any, in_shape: tuple[int, int, int]) -> tuple[np.ndarray, np
     """ConvBN (no conv bias) as an exact dense map on the flattened input, BN folded:
     (weight [n_out, n_in], bias [n_out], out_shape)."""
     conv = cb.conv
-    w = _np(conv.weight)
+    w = to_numpy(conv.weight)
     sc, sh = bn_affine(cb.bn)
     n = int(np.prod(in_shape))
     eye = np.eye(n).reshape(n, *in_shape)
@@ -80,8 +76,8 @@ def _patch_cell(b: NIRBuilder, x: str, in_shape: tuple[int, int, int], pc: Any,
 def _token_mix(b: NIRBuilder, x: str, tm: Any, grid: tuple[int, int, int], name: str) -> str:
     """Linear map over H (axis 3) or W (axis 4) on the flattened (C, H, W) tensor."""
     c, hh, ww = grid
-    m = _np(tm.proj.weight)[:, :, 0, 0]
-    bias = _np(tm.proj.bias)
+    m = to_numpy(tm.proj.weight)[:, :, 0, 0]
+    bias = to_numpy(tm.proj.bias)
     sc, sh = bn_affine(tm.bn)
     ic = np.eye(c)
     if tm.axis == 3:  # out (c, g, w) <- in (c, h, w): M[g, h]
@@ -109,7 +105,7 @@ def _block(b: NIRBuilder, x: str, h: list[str], blk: Any, grid: tuple[int, int, 
                name=f"{prefix}_h")
     xw = b.lif(_token_mix(b, x, blk.mix_w, grid, f"{prefix}_mix_w"), module=blk.lif_w,
                name=f"{prefix}_w")
-    f = _np(blk.fuse.weight)[:, :, 0, 0]
+    f = to_numpy(blk.fuse.weight)[:, :, 0, 0]
     sc, sh = bn_affine(blk.fuse_bn)
     fuse = []
     for k, (src, tag) in enumerate(((x, "x"), (xh, "h"), (xw, "w"))):
@@ -120,14 +116,14 @@ def _block(b: NIRBuilder, x: str, h: list[str], blk: Any, grid: tuple[int, int, 
     x1 = b.lif([*h, *fuse], module=blk.lif_tok, name=f"{prefix}_tok")
     # FFN per token; hidden neurons in token-major order (p, j) as the torch model computes it
     r = blk.fc1.out_features
-    w1 = np.einsum("jc,pq->pjcq", _np(blk.fc1.weight), np.eye(hw)).reshape(hw * r, c * hw)
+    w1 = np.einsum("jc,pq->pjcq", to_numpy(blk.fc1.weight), np.eye(hw)).reshape(hw * r, c * hw)
     sc1, sh1 = bn_affine(blk.bn1)
-    a1 = b.linear(x1, weight=w1, bias=np.tile(_np(blk.fc1.bias), hw),
+    a1 = b.linear(x1, weight=w1, bias=np.tile(to_numpy(blk.fc1.bias), hw),
                   affine=(np.repeat(sc1, r), np.repeat(sh1, r)), name=f"{prefix}_fc1")
     hid = b.lif(a1, module=blk.lif_ffn, name=f"{prefix}_ffn")
-    w2 = np.einsum("cj,pq->cpqj", _np(blk.fc2.weight), np.eye(hw)).reshape(c * hw, hw * r)
+    w2 = np.einsum("cj,pq->cpqj", to_numpy(blk.fc2.weight), np.eye(hw)).reshape(c * hw, hw * r)
     sc2, sh2 = bn_affine(blk.bn2)
-    a2 = b.linear(hid, weight=w2, bias=np.repeat(_np(blk.fc2.bias), hw),
+    a2 = b.linear(hid, weight=w2, bias=np.repeat(to_numpy(blk.fc2.bias), hw),
                   affine=(np.tile(sc2, c), np.tile(sh2, c)), name=f"{prefix}_fc2")
     return b.lif([*h, *fuse, a2], module=blk.lif_ch, name=f"{prefix}_ch")
 
@@ -152,6 +148,6 @@ def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
         for j, blk in enumerate(blocks):
             x = _block(b, x, h, blk, grid, f"s{i}b{j}")
     c, hh, ww = model.grids[-1]
-    head = np.kron(_np(model.head.weight), np.ones((1, hh * ww))) / (hh * ww)
+    head = np.kron(to_numpy(model.head.weight), np.ones((1, hh * ww))) / (hh * ww)
     b.output(b.linear(x, weight=head, name="head"))
     return b
