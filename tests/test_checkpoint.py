@@ -19,7 +19,7 @@ from train.checkpoint import (
 
 def _ckpt():
     torch.manual_seed(0)
-    cfg = default_config("conv_snn", "digits")
+    cfg = default_config("conv_snn", (8, 8), 10)
     m = build_model("conv_snn", cfg)
     return {
         "format": FORMAT,
@@ -66,10 +66,15 @@ def test_roundtrip_and_model_rebuild(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["c.pt"]
 
 
-def test_save_refuses_missing_folder(tmp_path):
+def test_save_creates_missing_folder_and_refuses_unwritable(tmp_path):
     ck, _ = _ckpt()
-    with pytest.raises(CheckpointError, match="does not exist"):
-        save_checkpoint(tmp_path / "no" / "c.pt", ck)
+    p = tmp_path / "no" / "such" / "c.pt"
+    save_checkpoint(p, ck)  # as every command: a missing output folder is created
+    assert load_checkpoint(p)["config"] == ck["config"]
+    assert os.listdir(p.parent) == ["c.pt"]
+    with pytest.raises(CheckpointError, match="cannot write checkpoint") as e:
+        save_checkpoint(p / "c.pt", ck)  # its folder would be a file
+    _one_sentence(e)
 
 
 def test_missing_file(tmp_path):
@@ -128,6 +133,10 @@ def test_wrong_format_version_and_model(tmp_path):
         load_checkpoint(p)
     torch.save({**ck, "model": "resnet99"}, p)
     with pytest.raises(CheckpointError, match="unknown model 'resnet99'") as e:
+        load_checkpoint(p)
+    _one_sentence(e)
+    torch.save({**ck, "model": "no_such_pkg_xyz.net:Net"}, p)  # a user model not installed
+    with pytest.raises(CheckpointError, match="cannot import module 'no_such_pkg_xyz.net'") as e:
         load_checkpoint(p)
     _one_sentence(e)
     bad = dict(ck)

@@ -1,15 +1,29 @@
-"""LIF semantics (the chip contract in float), surrogate gradients, the two architectures."""
+"""LIF semantics (the chip contract in float), surrogate gradients, the two small
+architectures, the shared layers (time fold, input check), the model protocol every registered
+model follows, and the registry (names and import paths)."""
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+from core.errors import ConfigError
 from models.conv_snn import ConvSNN
+from models.defaults import TrainingDefaults
 from models.fc_snn import FCSNN
+from models.layers import SpikingModel, image_shape, seq_to_ann, time_major_input
 from models.neuron import LIF, ATanSpike, validate_beta
-from models.registry import MODELS, build_model, default_config
+from models.registry import (
+    MODELS,
+    build_model,
+    default_config,
+    resolve,
+    spec_of,
+    training_defaults,
+)
 
 
 def _ref_lif(x, beta, th):
@@ -126,14 +140,15 @@ def test_conv_snn_shapes_and_grads(hw):
 def test_registry():
     assert {"fc_snn", "conv_snn"} <= set(MODELS)
     assert MODELS["fc_snn"] is FCSNN and MODELS["conv_snn"] is ConvSNN
-    cfg = default_config("fc_snn", "digits")
+    cfg = default_config("fc_snn", (8, 8), 10)
     assert cfg["n_in"] == 64 and cfg["n_out"] == 10
-    assert default_config("fc_snn", "mnist")["n_in"] == 784
-    assert default_config("fc_snn", "mnist")["n_hidden"] <= 512
-    assert default_config("conv_snn", "mnist")["in_shape"] == [1, 28, 28]
+    assert default_config("fc_snn", (28, 28), 10)["n_in"] == 784
+    assert default_config("fc_snn", (28, 28), 10)["n_hidden"] <= 512
+    assert default_config("conv_snn", (28, 28), 10)["in_shape"] == [1, 28, 28]
+    assert default_config("conv_snn", (3, 32, 32), 100)["in_shape"] == [3, 32, 32]
     m = build_model("fc_snn", cfg)
     assert isinstance(m, FCSNN) and m.fc1.in_features == 64
-    c = build_model("conv_snn", default_config("conv_snn", "digits"))
+    c = build_model("conv_snn", default_config("conv_snn", (8, 8), 10))
     assert isinstance(c, ConvSNN) and c.in_shape == (1, 8, 8)
     with pytest.raises(ValueError, match="valid models: fc_snn, conv_snn, "):
         build_model("resnet", {})
@@ -141,3 +156,122 @@ def test_registry():
         build_model("fc_snn", {"n_hiden": 3})
     with pytest.raises(ValueError, match="1/4096"):
         build_model("fc_snn", {**cfg, "beta": 0.3})
+
+
+# --- the shared layers -----------------------------------------------------------------------
+
+def test_seq_to_ann_folds_time_into_the_batch():
+    torch.manual_seed(0)
+    x = torch.rand(3, 2, 4, 6, 6)
+    conv = nn.Conv2d(4, 5, 3)
+    y = seq_to_ann(conv, x)
+    assert y.shape == (3, 2, 5, 4, 4)
+    for t in range(3):  # each timestep of each sample is its own batch entry
+        for b in range(2):
+            assert torch.allclose(y[t, b], conv(x[t, b : b + 1])[0], atol=1e-6)
+    assert seq_to_ann(lambda z: z.sum(1), x).shape == (3, 2, 6, 6)
+    with pytest.raises(ConfigError, match="time-major"):
+        seq_to_ann(conv, torch.rand(4))
+
+
+def test_time_major_input_check():
+    x = torch.rand(4, 2, 8, 8)
+    assert time_major_input(x, (64,), "M").shape == (4, 2, 64)  # flattened (C order)
+    assert torch.equal(time_major_input(x, (64,), "M")[1, 0], x[1, 0].reshape(-1))
+    assert time_major_input(x, (1, 8, 8), "M").shape == (4, 2, 1, 8, 8)  # channel inserted
+    same = torch.rand(4, 2, 3, 8, 8)
+    assert time_major_input(same, (3, 8, 8), "M") is same
+    with pytest.raises(ConfigError, match=r"M expects input \[T, B, 3, 8, 8\], got shape"):
+        time_major_input(x, (3, 8, 8), "M")  # no channel axis invented for C > 1
+    with pytest.raises(ConfigError, match="expects input"):
+        time_major_input(x, (63,), "M")
+    assert image_shape((28, 28)) == (1, 28, 28) and image_shape([3, 32, 32]) == (3, 32, 32)
+    with pytest.raises(ConfigError, match="image shape"):
+        image_shape((784,))
+
+
+def test_training_defaults_are_checked():
+    d = TrainingDefaults()
+    assert (d.lr, d.batch_size, d.schedule, d.epochs, d.timesteps, d.encoding) == (
+        2e-3, 64, "cosine", 3, 4, "direct")
+    assert dataclasses.replace(d, lr=1e-2).as_dict()["lr"] == 1e-2
+    for bad, match in (({"lr": 0.0}, "learning rate"), ({"lr": float("nan")}, "learning rate"),
+                       ({"batch_size": 0}, "batch_size must be"),
+                       ({"epochs": -1}, "epochs must be"), ({"timesteps": 0}, "timesteps must"),
+                       ({"schedule": "step"}, "unknown schedule"),
+                       ({"encoding": "latency"}, "unknown encoding")):
+        with pytest.raises(ConfigError, match=match):
+            dataclasses.replace(d, **bad)
+
+
+# --- the model protocol ----------------------------------------------------------------------
+
+# Small constructor overrides so that every registered model runs fast on 8x8 / 16x16 inputs.
+SMALL = {
+    "fc_snn": ((8, 8), {"n_hidden": 16}),
+    "conv_snn": ((8, 8), {}),
+    "cml_net": ((8, 8), {"channels": [4, 8, 8]}),
+    "ds_resnet": ((8, 8), {"widths": [4, 8, 8], "blocks": [1, 1, 1]}),
+    "spiking_mlp": ((8, 8), {"dim": 6}),
+    "cml_spikformer": ((16, 16), {"tokenizer_channels": [4, 8], "dim": 16, "heads": 2,
+                                  "mlp_ratio": 2}),
+}
+
+# What each model was measured with (docs/models/*.md, docs/model-zoo.md).
+MEASURED = {
+    "fc_snn": (2e-3, 64, 3),
+    "conv_snn": (2e-3, 64, 1),
+    "cml_net": (2e-3, 64, 1),
+    "ds_resnet": (5e-3, 128, 1),
+    "spiking_mlp": (1e-2, 32, 1),
+    "cml_spikformer": (1e-2, 32, 1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_every_model_follows_the_protocol(name):
+    cls = MODELS[name]
+    assert issubclass(cls, SpikingModel) and resolve(name) is cls and spec_of(cls) == name
+    shape, small = SMALL[name]
+    cfg = cls.default_config(shape, 7)
+    assert all(type(v) in (int, float, str, list, bool) for v in cfg.values()), cfg
+    assert default_config(name, shape, 7) == cfg
+    torch.manual_seed(0)
+    m = build_model(name, {**cfg, **small}).eval()
+    x = torch.rand(4, 2, *shape) * 2  # dataset images [T, B, H, W]: every model takes them
+    with torch.no_grad():
+        logits, spikes = m.forward_with_spikes(x)
+        assert torch.equal(m(x), logits)
+    assert logits.shape == (2, 7)
+    assert tuple(spikes) == tuple(m.lif_names)  # records named and ordered as lif_names
+    for s in spikes.values():
+        assert s.shape[:2] == (4, 2) and set(s.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(ConfigError, match="expects input"):
+        m(torch.rand(4, 2, 5, 5))
+    lr, batch, epochs = MEASURED[name]
+    hp = training_defaults(name)
+    assert hp is cls.TRAINING and (hp.lr, hp.batch_size, hp.epochs) == (lr, batch, epochs)
+    assert (hp.schedule, hp.timesteps, hp.encoding) == ("cosine", 4, "direct")
+
+
+class _NotAModel:
+    pass
+
+
+class _NoDefaults(nn.Module):
+    def forward_with_spikes(self, x):
+        return x, {}
+
+
+def test_resolve_import_paths():
+    assert resolve("models.fc_snn:FCSNN") is FCSNN
+    assert spec_of(FCSNN(n_in=4)) == "fc_snn"
+    assert spec_of(_NoDefaults) == f"{__name__}:_NoDefaults"
+    for spec, match in (("no_such_pkg_xyz.mod:Net", "cannot import module 'no_such_pkg_xyz.mod'"),
+                        ("models.fc_snn:Nope", "has no 'Nope'"),
+                        (f"{__name__}:_NotAModel", "not a torch.nn.Module"),
+                        (f"{__name__}:_NoDefaults", "lacks default_config, lif_names"),
+                        ("fc snn", "unknown model"), ("pkg:", "unknown model")):
+        with pytest.raises(ConfigError, match=match):
+            resolve(spec)
+    assert training_defaults("models.fc_snn:FCSNN") is FCSNN.TRAINING

@@ -1,8 +1,11 @@
-"""``python -m train`` end to end on digits (tiny), and its error handling."""
+"""``python -m train`` end to end on digits (tiny), its error handling, each model's own
+training defaults against explicit flags, and a user's model given by import path."""
 
+import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +14,15 @@ import torch
 
 from core.datasets import load_dataset
 from core.encoding import encode
+from models.registry import MODELS
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.loop import encode_indices, evaluate, lr_at, model_input, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(*args, cwd=ROOT):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _run(*args, cwd=ROOT, pythonpath=()):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *map(str, pythonpath)])}
     return subprocess.run(
         [sys.executable, "-m", "train", *args],
         capture_output=True,
@@ -30,7 +34,7 @@ def _run(*args, cwd=ROOT):
 
 
 def test_cli_smoke_writes_loadable_checkpoint(tmp_path):
-    out = tmp_path / "c.pt"
+    out = tmp_path / "new" / "folder" / "c.pt"  # a missing output folder is created
     r = _run(
         "--model",
         "fc_snn",
@@ -53,7 +57,10 @@ def test_cli_smoke_writes_loadable_checkpoint(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "test accuracy" in r.stdout and "fc_snn" in r.stdout  # the summary table
-    assert "epoch 1/1" in r.stderr  # progress bar / epoch line
+    assert "Adam lr 0.005 (cosine), batch 16" in r.stdout
+    assert "epoch 1/1" in r.stderr  # the per-epoch line
+    assert "(model defaults except lr, batch_size, epochs)" in r.stderr
+    assert "\r" not in r.stderr  # stderr is not a terminal: no progress bar redraws
     ck = load_checkpoint(out)
     assert ck["format"] == "neurodeploy.ckpt" and ck["version"] == 1
     assert ck["model"] == "fc_snn" and ck["dataset"] == "digits" and ck["seed"] == 5
@@ -134,10 +141,11 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
 def test_model_input_layout_and_rate_batches():
     x, _ = load_dataset("digits", "val")
     enc = encode(x[:3], "direct", 4)
-    fc = model_input("fc_snn", enc, "direct")
-    assert fc.shape == (4, 3, 64) and fc.dtype == torch.float32
-    assert torch.allclose(fc[2, 1], torch.tensor(x[1].reshape(-1)).float() / 255)
-    assert model_input("conv_snn", enc, "direct").shape == (4, 3, 1, 8, 8)
+    xt = model_input(enc, "direct")  # time-major images; each model adapts them
+    assert xt.shape == (4, 3, 8, 8) and xt.dtype == torch.float32
+    assert torch.allclose(xt[2, 1], torch.tensor(x[1]).float() / 255)
+    assert torch.equal(model_input(encode(x[:3], "rate", 4, seed=1), "rate")[0, 0],
+                       torch.tensor(encode(x[:1], "rate", 4, seed=1)[0, 0]).float())
     idx = np.array([7, 2, 11])  # shuffled training batch: each row encoded with its own index
     full = encode(x[:12], "rate", 4, seed=9)
     assert np.array_equal(encode_indices(x, idx, "rate", 4, 9), full[idx])
@@ -149,10 +157,15 @@ def test_model_input_layout_and_rate_batches():
     "args, needle",
     [
         (["--model", "resnet"], "invalid choice: 'resnet'"),
+        (["--model", "no_such_pkg_xyz.net:Net"], "cannot import module 'no_such_pkg_xyz.net'"),
+        (["--model", "models.fc_snn:Nope"], "has no 'Nope'"),
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--epochs", "x"], "invalid int value"),
-        (["--dataset", "digits", "-o", "/nonexistent-dir/c.pt"], "does not exist"),
+        (["--dataset", "digits", "-o", "/dev/null/c.pt"], "cannot create its folder"),
         (["--dataset", "digits", "--timesteps", "0"], "timesteps must be"),
+        (["--dataset", "digits", "--lr", "-1"], "learning rate must be a positive number"),
+        (["--dataset", "digits", "--batch-size", "0"], "batch_size must be"),
+        (["--model", "cml_net", "--dataset", "digits", "--hidden", "8"], "bad config"),
         (["--resume", "/nonexistent.pt"], "does not exist"),
     ],
 )
@@ -174,7 +187,7 @@ def test_cli_unwritable_output(tmp_path):
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user that can write to read-only folders (root)")
         r = _run("--dataset", "digits", "-q", "-o", str(ro / "c.pt"))
-        assert r.returncode == 2 and "permission denied" in r.stderr
+        assert r.returncode == 2 and "not writable" in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1
     finally:
         ro.chmod(0o700)
@@ -190,7 +203,7 @@ def test_cli_output_in_unwritable_system_folder(tmp_path):
 
 def test_cli_output_is_a_directory(tmp_path):
     r = _run("--dataset", "digits", "-q", "-o", str(tmp_path))
-    assert r.returncode == 2 and "is a directory" in r.stderr
+    assert r.returncode == 2 and "is a folder" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
 
 
@@ -227,3 +240,113 @@ def test_cli_help_explains_every_option():
     ):
         assert opt in r.stdout, opt
     assert "fc_snn" in r.stdout and "fashion-mnist" in r.stdout
+
+
+# --- each model's own training defaults, and explicit flags over them --------------------------
+
+# Small constructor overrides so that every model trains a step in well under a second.
+SMALL = {
+    "fc_snn": {"n_hidden": 16},
+    "conv_snn": {"c1": 2, "c2": 4},
+    "cml_net": {"channels": [2, 4, 4]},
+    "ds_resnet": {"widths": [2, 4, 4], "blocks": [1, 1, 1]},
+    "spiking_mlp": {"dim": 6},
+    "cml_spikformer": {"tokenizer_channels": [4], "dim": 8, "heads": 2, "mlp_ratio": 1},
+}
+
+
+def _hyper(ck):
+    r = ck["resume"]
+    return r["lr"], r["batch_size"], r["schedule"], r["total_epochs"], ck["timesteps"]
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_train_model_uses_the_models_own_defaults(name):
+    hp = MODELS[name].TRAINING
+    kw = dict(limit=8, config=SMALL[name], progress=False, log=lambda s: None)
+    ck = train_model(name, "digits", **kw)  # no hyperparameter given
+    assert _hyper(ck) == (hp.lr, hp.batch_size, hp.schedule, hp.epochs, hp.timesteps)
+    assert ck["encoding"]["kind"] == hp.encoding and ck["metrics"]["epochs"] == hp.epochs
+    # an explicit value overrides that one value only
+    ck = train_model(name, "digits", 1, lr=3e-4, timesteps=2, **kw)
+    assert _hyper(ck) == (3e-4, hp.batch_size, hp.schedule, 1, 2)
+
+
+def test_cli_trains_at_the_models_defaults_unless_a_flag_is_given(tmp_path):
+    # the issue's example: spiking_mlp used to train at fc_snn's learning rate
+    out = tmp_path / "m.pt"
+    args = ("--model", "spiking_mlp", "--dataset", "digits", "--limit", "32", "--threads", "1",
+            "--json", "-o", str(out))
+    r = _run(*args)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["training"]
+    assert (got["lr"], got["batch_size"], got["schedule"], got["total_epochs"]) == (
+        1e-2, 32, "cosine", 1)
+    assert "spiking_mlp on digits: epochs 1, batch 32, Adam lr 0.01 (cosine), T=4 direct " \
+           "(model defaults)" in r.stderr
+    r = _run(*args, "--lr", "2e-3", "--batch-size", "16", "--schedule", "constant", "-q")
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)["training"]
+    assert (got["lr"], got["batch_size"], got["schedule"]) == (2e-3, 16, "constant")
+    assert r.stderr == ""  # --quiet: no per-epoch lines
+    assert load_checkpoint(out)["resume"]["lr"] == 2e-3
+
+
+# --- a model of the user's own, by import path -------------------------------------------------
+
+USER_MODEL = """
+import math
+
+from torch import nn
+
+from models.layers import SpikingModel, TrainingDefaults
+from models.neuron import LIF
+
+
+class TinyNet(SpikingModel):
+    TRAINING = TrainingDefaults(lr=1e-2, batch_size=16, epochs=2)
+    lif_names = ("hidden",)
+
+    def __init__(self, n_in=64, n_hidden=16, n_out=10):
+        super().__init__()
+        self.in_shape = (int(n_in),)
+        self.fc = nn.Linear(n_in, n_hidden)
+        self.hidden = LIF(beta=0.5, threshold=1.0)
+        self.out = nn.Linear(n_hidden, n_out, bias=False)
+
+    @classmethod
+    def default_config(cls, input_shape, num_classes):
+        return {"n_in": math.prod(input_shape), "n_hidden": 16, "n_out": int(num_classes)}
+
+    def compute_logits(self, x, rec):
+        s = self.hidden(self.fc(x))
+        if rec is not None:
+            rec["hidden"] = s
+        return self.out(s).mean(0)
+"""
+
+
+def test_user_model_by_import_path_trains_and_reloads(tmp_path, monkeypatch):
+    pkg = tmp_path / "user_pkg_nd"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tiny.py").write_text(textwrap.dedent(USER_MODEL))
+    out = tmp_path / "user.pt"
+    spec = "user_pkg_nd.tiny:TinyNet"
+    r = _run("--model", spec, "--dataset", "digits", "--limit", "64", "--threads", "1",
+             "--seed", "2", "-o", str(out), pythonpath=[tmp_path])
+    assert r.returncode == 0, r.stderr
+    assert spec in r.stdout and "Adam lr 0.01 (cosine), batch 16" in r.stdout  # its defaults
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ck = load_checkpoint(out)  # the checkpoint names the model by its import path
+    assert ck["model"] == spec and ck["config"] == {"n_in": 64, "n_hidden": 16, "n_out": 10}
+    assert ck["metrics"]["epochs"] == 2
+    m = model_from_checkpoint(ck)
+    assert type(m).__name__ == "TinyNet" and tuple(m.lif_names) == ("hidden",)
+    x, y = load_dataset("digits", "test")
+    acc = evaluate(m, x, y, "direct", 4, 2)
+    assert acc == pytest.approx(ck["metrics"]["test_accuracy"])
+    # and resuming it goes on from the checkpoint alone
+    more = train_model(epochs=3, out_path=tmp_path / "more.pt", resume=out, progress=False,
+                       log=lambda s: None)
+    assert more["model"] == spec and more["metrics"]["epochs"] == 3

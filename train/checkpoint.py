@@ -3,7 +3,7 @@
 A checkpoint is a dict of plain Python types and tensors::
 
     {"format": "neurodeploy.ckpt", "version": 1,
-     "model": name, "config": {...constructor kwargs...}, "state_dict": {...},
+     "model": spec, "config": {...constructor kwargs...}, "state_dict": {...},
      "dataset": name,
      "encoding": {"kind": "direct"|"rate", "timesteps": T, "seed": int, "input_scale": float},
      "timesteps": T,
@@ -11,20 +11,24 @@ A checkpoint is a dict of plain Python types and tensors::
                  "history": [...]},
      "seed": int, "producer": "neurodeploy 0.1.0"}
 
-An optional ``"resume"`` entry holds the optimizer state and the next epoch for ``--resume``.
+``spec`` is a registered model name or the import path ``"package.module:ClassName"`` of a
+model of your own (``models.registry``); loading such a checkpoint imports that module. An
+optional ``"resume"`` entry holds the optimizer state, the next epoch and the training
+hyperparameters for ``--resume``.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
-from core.errors import CheckpointError
+from core.errors import CheckpointError, ConfigError
+from core.files import write_atomic
+from models.registry import build_model, resolve
 
 FORMAT = "neurodeploy.ckpt"
 VERSION = 1
@@ -32,47 +36,22 @@ PRODUCER = "neurodeploy 0.1.0"
 REQUIRED_KEYS = ("model", "config", "state_dict", "dataset", "encoding", "timesteps")
 
 
-
-
 def save_checkpoint(path: str | os.PathLike, ckpt: dict) -> None:
-    """Write ``ckpt`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+    """Write ``ckpt`` to ``path`` atomically (``core.files.write_atomic``: a reader sees the old
+    file or the complete new one); a missing folder is created.
 
-    Raises ``CheckpointError`` if the folder is missing or not writable.
+    Raises:
+        CheckpointError: the file or its folder cannot be written.
     """
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise CheckpointError(f"cannot write checkpoint {path}: folder {directory} does not exist")
     ckpt = dict(ckpt)
     ckpt.setdefault("format", FORMAT)
     ckpt.setdefault("version", VERSION)
     ckpt.setdefault("producer", PRODUCER)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
     except OSError as e:
         raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from e
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write checkpoint {path}: {e.strerror or e}") from e
-        raise
-    try:  # make the rename durable
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -118,19 +97,18 @@ def validate_checkpoint(ckpt, path: str | os.PathLike = "<checkpoint>") -> None:
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {path} lacks required entries: {', '.join(missing)}.")
-    from models.registry import MODELS
-
-    if ckpt["model"] not in MODELS:
-        raise CheckpointError(
-            f"checkpoint {path} is for unknown model {ckpt['model']!r} "
-            f"(known models: {', '.join(MODELS)})."
-        )
+    try:
+        resolve(ckpt["model"])
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path} is for {e}") from e
 
 
 def model_from_checkpoint(ckpt: dict):
-    """Build the model of a (validated) checkpoint and load its weights; returns it in eval mode."""
-    from models.registry import build_model
+    """Build the model of a (validated) checkpoint and load its weights; returns it in eval mode.
 
+    Raises:
+        CheckpointError: the config or the weights do not fit the model.
+    """
     try:
         model = build_model(ckpt["model"], ckpt["config"])
         model.load_state_dict(ckpt["state_dict"])
