@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.datasets import DatasetError, load_dataset  # noqa: E402
+from core.datasets import DatasetError, input_shape, load_dataset, num_classes  # noqa: E402
 from core.encoding import encode  # noqa: E402
-from models.cml_net import CMLNet, default_config  # noqa: E402
+from models.cml_net import CMLNet  # noqa: E402
 from train.loop import encode_indices, lr_at, model_input  # noqa: E402
 
 ORDERS = ("cml", "original")
@@ -48,7 +48,7 @@ def accuracy(model, images, labels, timesteps: int, batch_size: int = 500) -> fl
     for start in range(0, len(labels), batch_size):
         stop = min(start + batch_size, len(labels))
         enc = encode(images[start:stop], "direct", timesteps, 0, first_index=start)
-        logits = model(model_input("cml_net", enc, "direct").to(device))
+        logits = model(model_input(enc, "direct").to(device))
         correct += int((logits.argmax(1).cpu().numpy() == labels[start:stop]).sum())
     model.train()
     return correct / len(labels)
@@ -64,7 +64,7 @@ def train_one(dataset: str, order: str, seed: int, epochs: int, limit: int | Non
         train_x, train_y = train_x[:limit], train_y[:limit]
     if test_limit:
         test_x, test_y = test_x[:test_limit], test_y[:test_limit]
-    cfg = {**default_config(dataset), "order": order}
+    cfg = {**CMLNet.default_config(input_shape(dataset), num_classes(dataset)), "order": order}
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     model = CMLNet(**cfg).to(device)
@@ -82,7 +82,7 @@ def train_one(dataset: str, order: str, seed: int, epochs: int, limit: int | Non
             for g in opt.param_groups:
                 g["lr"] = lr_at(lr, "cosine", step, total)
             idx = order_idx[start : start + batch_size]
-            x = model_input("cml_net", encode_indices(train_x, idx, "direct", timesteps,
+            x = model_input(encode_indices(train_x, idx, "direct", timesteps,
                                                       enc_seed), "direct").to(device)
             y = torch.from_numpy(np.asarray(train_y[idx])).to(device)
             loss = F.cross_entropy(model(x), y)

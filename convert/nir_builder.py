@@ -27,7 +27,7 @@ import numpy as np
 from core.errors import ExportError
 from core.nir_ext import MaxPool2d, SpikeAttention, is_extension
 from core.nir_io import lif_node
-from core.ops import conv2d, conv2d_out_hw
+from core.ops import conv2d, conv2d_out_hw, pair
 
 # The export's time step (s): every float graph we write is discretised with it (LIF
 # ``tau = DT / (1 - beta)``, ``r = tau / DT``) and records it as metadata ``dt``. Any value
@@ -41,13 +41,6 @@ def to_numpy(t: Any) -> np.ndarray:
     if hasattr(t, "detach"):
         return t.detach().cpu().double().numpy()
     return np.asarray(t, dtype=np.float64)
-
-
-def pair(v: Any) -> tuple[int, int]:
-    """An int, a pair or a 1- or 2-element array (torch's ``kernel_size=2`` or ``(2, 3)``, a
-    NIR node's ``stride``) as two ints."""
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 def bn_affine(bn: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from core.fixedpoint import max_pool2d
 from core.graph import INPUT, GraphError, InputSpec, balance_delays
 from core.nir_ext import read_nir
 from core.nir_io import meta_value
-from core.ops import conv2d, conv2d_out_hw, pool2d
+from core.ops import conv2d, conv2d_out_hw, pair, pool2d
 
 LINEAR = ("Affine", "Linear", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten", "Scale", "MaxPool2d")
 # MaxPool2d is our extension node (max of currents): allowed only as Conv2d -> MaxPool2d -> neuron.
@@ -51,11 +51,6 @@ PRODUCTS = ("SpikeAttention",)
 SUPPORTED = (*NEURONS, *LINEAR, *PRODUCTS, "Input", "Output")
 DEFAULT_DT = 1e-4  # snnTorch's export convention; ours always records dt in the metadata
 DENSE_LIMIT = 20000  # largest source a non-conv chain is composed from (an n x n identity)
-
-
-def _pair(v: Any) -> tuple[int, int]:
-    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
-    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 class NIRView:
@@ -136,15 +131,15 @@ class NIRView:
                 s = self._as_chw(name, s, w)
             if w.ndim != 4 or s[0] != w.shape[1] * int(node.groups):
                 raise GraphError(f"node {name!r} (Conv2d): weight {w.shape} vs input {s}")
-            if _pair(node.dilation) != (1, 1):
+            if pair(node.dilation) != (1, 1):
                 raise GraphError(f"node {name!r} (Conv2d): dilation is not supported")
-            ho, wo = conv2d_out_hw(s[1:], w.shape[2:], _pair(node.stride), self._padding(node))
+            ho, wo = conv2d_out_hw(s[1:], w.shape[2:], pair(node.stride), self._padding(node))
             return (w.shape[0], ho, wo)
         if k in ("SumPool2d", "AvgPool2d"):
             if len(s) != 3:
                 raise GraphError(f"node {name!r} ({k}): needs a (C, H, W) input, got {s}")
             ho, wo = conv2d_out_hw(
-                s[1:], _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+                s[1:], pair(node.kernel_size), pair(node.stride), pair(node.padding)
             )
             return (s[0], ho, wo)
         if k == "Flatten":
@@ -178,7 +173,7 @@ class NIRView:
         hw = getattr(node, "input_shape", None)
         if hw is None:
             raise GraphError(f"node {name!r} (Conv2d): input shape {s} is not (C, H, W)")
-        h, wd = _pair(hw)
+        h, wd = pair(hw)
         c = int(np.prod(s)) // (h * wd)
         return (c, h, wd)
 
@@ -192,7 +187,7 @@ class NIRView:
                 kh, kw = np.asarray(node.weight).shape[2:]
                 return (kh // 2, kw // 2)
             raise GraphError(f"Conv2d padding {p!r} is not supported")
-        return _pair(p)
+        return pair(p)
 
     # --- linear chains ------------------------------------------------------------------
     def apply(self, name: str, x: np.ndarray, with_bias: bool) -> np.ndarray:
@@ -217,7 +212,7 @@ class NIRView:
             in_shape = self.shape(self.preds[name][0])
             if len(in_shape) != 3:
                 in_shape = self._as_chw(name, in_shape, w)
-            y = conv2d(x.reshape(b, *in_shape), w, _pair(node.stride), self._padding(node),
+            y = conv2d(x.reshape(b, *in_shape), w, pair(node.stride), self._padding(node),
                        int(node.groups))
             bias = np.asarray(node.bias, dtype=np.float64)
             if with_bias and bias.size:
@@ -225,7 +220,7 @@ class NIRView:
             return y
         if k in ("SumPool2d", "AvgPool2d"):
             mode = "sum" if k == "SumPool2d" else "avg"
-            return pool2d(x, _pair(node.kernel_size), _pair(node.stride), _pair(node.padding), mode)
+            return pool2d(x, pair(node.kernel_size), pair(node.stride), pair(node.padding), mode)
         if k == "Flatten":
             return x.reshape(b, *out_shape)
         if k == "MaxPool2d":
@@ -335,7 +330,7 @@ class NIRView:
             return None
         conv = self.nodes[chain[-1]]
         w = np.asarray(conv.weight, dtype=np.float64)
-        stride, padding = _pair(conv.stride), self._padding(conv)
+        stride, padding = pair(conv.stride), self._padding(conv)
         in_shape = self.shape(self.preds[chain[-1]][0])
         if len(in_shape) != 3:
             in_shape = self._as_chw(chain[-1], in_shape, w)
@@ -346,7 +341,7 @@ class NIRView:
                 continue
             if k not in ("SumPool2d", "AvgPool2d"):
                 return None
-            kp, sp, pp = _pair(node.kernel_size), _pair(node.stride), _pair(node.padding)
+            kp, sp, pp = pair(node.kernel_size), pair(node.stride), pair(node.padding)
             src = self.shape(self.preds[name][0])
             if kp != sp or pp != (0, 0) or len(src) != 3 or src[1] % kp[0] or src[2] % kp[1]:
                 return None

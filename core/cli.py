@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -138,6 +139,13 @@ def check_writable(path: str | Path | None, what: str = "output") -> Path | None
         raise UserError(f"{what} {p}: cannot create its folder ({e.strerror})") from None
     if not os.access(p.parent, os.W_OK):
         raise UserError(f"{what} {p}: folder {p.parent} is not writable")
+    # os.access answers yes for root everywhere, also where writing fails (/proc): try it
+    try:
+        with tempfile.TemporaryFile(dir=p.parent):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {p}: cannot write in {p.parent} "
+                        f"({(e.strerror or str(e)).lower()})") from None
     if p.exists() and not os.access(p, os.W_OK):
         raise UserError(f"{what} {p}: the file exists and is not writable")
     return p

@@ -6,8 +6,17 @@ bookkeeping. The convolution is PyTorch's cross-correlation over [batch, C, H, W
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+
+def pair(v: Any) -> tuple[int, int]:
+    """An int, a pair or a 1- or 2-element array (torch's ``kernel_size=2`` or ``(2, 3)``, a
+    NIR node's ``stride``) as two ints."""
+    a = np.atleast_1d(np.asarray(v)).astype(int).ravel()
+    return (int(a[0]), int(a[0])) if a.size == 1 else (int(a[0]), int(a[1]))
 
 
 def conv2d_out_hw(

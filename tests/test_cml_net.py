@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import train.loop as loop
-from convert.export_cml_net import export
+from convert.export.cml_net import export
 from convert.float_sim import simulate
 from convert.nir_import import import_nir
 from convert.quantize import quantize
@@ -19,12 +19,17 @@ from convert.to_nir import checkpoint_to_nir
 from core.datasets import load_dataset
 from core.encoding import encode, input_scale
 from core.nir_ext import read_nir
-from models.cml_net import PUBLISHED_CONFIG, CMLNet, default_config
+from models.cml_net import PUBLISHED_CONFIG, CMLNet
 from targets import event_sim, torch_ref
 from targets.base import readout_scores
 from train.loop import model_input
 
 T = 4
+SHAPES = {"mnist": (28, 28), "digits": (8, 8)}
+
+
+def default_config(dataset: str) -> dict:
+    return CMLNet.default_config(SHAPES[dataset], 10)
 
 
 def _model(order: str, dataset: str = "digits", seed: int = 0, **kw) -> CMLNet:
@@ -149,7 +154,7 @@ def test_bn_folding_is_exact(order, readout):
     md = CMLNet(**_ckpt(m)["config"]).double().eval()
     md.load_state_dict(m.state_dict())
     with torch.no_grad():
-        logits, msp = md(model_input("cml_net", x, "direct").double(), return_spikes=True)
+        logits, msp = md(model_input(x, "direct").double(), return_spikes=True)
     logits = logits.numpy()
     assert np.allclose(scores / T, logits, atol=1e-5, rtol=0)
     assert np.array_equal(scores.argmax(1), logits.argmax(1))
@@ -218,7 +223,7 @@ def test_quantized_cml_close_to_float():
     weight error: its scale is capped by the 13+3-bit bias range), 24/24 equal argmax."""
     fg, qg, report = _quantized("cml")
     assert [getattr(s, "max_pool", None) for s in qg.synapses] == [None, (2, 2), (2, 2), None]
-    assert sum(bool(r["max_pool"]) for r in report["synapses"].values()) == 2
+    assert sum(bool(r.max_pool) for r in report.synapses.values()) == 2
     x = _digits(24)
     scores, fspk = simulate(fg, x)
     res = torch_ref.run(qg, x)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 import train.loop as loop
 from convert import load_graph
-from convert.export_cml_spikformer import export
+from convert.export.cml_spikformer import export
 from convert.float_sim import simulate
 from convert.nir_builder import NIRBuilder
 from convert.nir_import import import_nir
@@ -35,13 +35,19 @@ from core.graph import (
 )
 from core.nir_ext import read_nir
 from core.nir_io import write_qgraph
-from models.cml_spikformer import PUBLISHED_CONFIG, CMLSpikformer, default_config
-from targets import event_sim, lava, torch_ref
+from models.cml_spikformer import PUBLISHED_CONFIG, CMLSpikformer
+from targets import event_sim, loihi, torch_ref
 from targets.base import readout_scores
 from targets.mfi import DYNAMIC_PRODUCT, certificate, format_certificate
 from train.loop import model_input
 
 T = 4
+SHAPES = {"mnist": (28, 28), "digits": (8, 8)}
+
+
+def default_config(dataset: str) -> dict:
+    return CMLSpikformer.default_config(SHAPES[dataset], 10)
+
 # 16x16 input -> 4x4 = 16 tokens of 16 features, 2 heads (seed 1: the attention LIF fires)
 TINY = {"in_shape": [1, 16, 16], "tokenizer_channels": [4, 8], "dim": 16, "heads": 2,
         "depth": 1, "mlp_ratio": 2, "n_out": 10}
@@ -77,7 +83,7 @@ def _torch64(m: CMLSpikformer, x: np.ndarray):
     md = CMLSpikformer(**{**default_config("digits"), **TINY}).double().eval()
     md.load_state_dict(m.state_dict())
     with torch.no_grad():
-        logits, sp = md(model_input("cml_spikformer", x, "direct").double(), return_spikes=True)
+        logits, sp = md(model_input(x, "direct").double(), return_spikes=True)
     return logits.numpy(), {k: v.numpy() for k, v in sp.items()}
 
 
@@ -248,9 +254,9 @@ def _same(a, b):
 def test_quantized_attention_is_an_exact_shift(tiny):
     _, fg, qg, report, x = tiny
     (att,) = [s for s in qg.synapses if isinstance(s, SpikeAttention)]
-    r = report["synapses"]["b0_attention"]
-    assert r["kind"] == "attention" and r["rel_rms_error"] == 0.0
-    k = report["populations"]["b0_attn"]["scale"]
+    r = report.synapses["b0_attention"]
+    assert r.kind == "attention" and r.rel_rms_error == 0.0
+    k = report.populations["b0_attn"].scale
     assert 0.125 * k == 2.0**att.shift and att.shift == fx.WEIGHT_EXP_MAX
     assert qg.populations["b0_attn"].vth == round(0.5 * k)  # threshold 0.5 exact too
     scores, fspk = simulate(fg, x)
@@ -273,7 +279,7 @@ def test_torch_ref_event_sim_and_lava_are_spike_exact(tiny):
 
 
 def _lava_vs(qg, x, ref):
-    got = lava.run(qg, x)
+    got = loihi.run(qg, x)
     n = len(x)
     for k in ref.spikes:
         assert np.array_equal(got.spikes[k], ref.spikes[k][:n]), k

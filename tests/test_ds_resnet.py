@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from convert.export_ds_resnet import export
+from convert.export.ds_resnet import export
 from convert.float_sim import simulate
 from convert.nir_import import import_nir
 from convert.quantize import quantize
@@ -15,7 +15,6 @@ from models.ds_resnet import (
     MLF,
     DSResNet,
     TdBN,
-    default_config,
     fast_config,
     mlf_reference,
     published_config,
@@ -77,13 +76,13 @@ def test_shapes_names_and_configs():
     assert m.fc.bias is None
     with pytest.raises(ValueError, match="expects input"):
         m(torch.rand(T, 3, 2, 8, 8))
-    cfg = default_config("mnist")
+    cfg = DSResNet.default_config((28, 28), 10)
     assert cfg["in_shape"] == [1, 28, 28] and cfg["widths"] == [16, 32, 64]
     assert cfg["blocks"] == [2, 2, 2] and cfg["strides"] == [1, 2, 2] and cfg["n_out"] == 10
     assert all(type(v) in (int, float, list) for v in cfg.values())
     assert published_config()["widths"] == [64, 128, 256]
     assert published_config()["blocks"] == [3, 3, 3]
-    assert fast_config("mnist")["strides"] == [2, 2, 2]
+    assert fast_config((28, 28), 10)["strides"] == [2, 2, 2]
     assert DSResNet(**cfg)(torch.rand(1, 1, 1, 28, 28)).shape == (1, 10)
 
 
@@ -204,7 +203,7 @@ def test_identity_shortcuts_get_balancing_delays_and_mfi_holds_past_the_stem(dep
             assert delay[(f"s2b0_unit2_l{k}", f"s3b0_unit1_l{j}")] == 0
     lat = qg.latency()  # raises unless every path into every node is balanced
     assert lat["output"] == 8  # stem + 3 blocks x 2 layers + readout
-    assert not report["warnings"]
+    assert not report.warnings
     macs = [e for e in certificate(qg) if e.is_mac]
     assert {e.source for e in macs} == {INPUT}
     assert {e.target for e in macs} == {"stem_l0", "stem_l1", "stem_l2"}

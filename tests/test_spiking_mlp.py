@@ -14,7 +14,7 @@ from core.datasets import load_dataset
 from core.encoding import encode, input_scale
 from core.graph import INPUT
 from models import registry
-from models.spiking_mlp import PatchCell, SpikingMLP, default_config, tiny_config
+from models.spiking_mlp import PatchCell, SpikingMLP, tiny_config
 from targets import event_sim, torch_ref
 from targets.mfi import certificate
 from train.loop import model_input
@@ -28,7 +28,7 @@ def _model(seed: int = 0) -> SpikingMLP:
     """Tiny model with non-trivial BN statistics (so that folding is really exercised) and
     gains large enough that every population fires on digits."""
     torch.manual_seed(seed)
-    m = SpikingMLP(**tiny_config("digits"))
+    m = SpikingMLP(**tiny_config())
     g = torch.Generator().manual_seed(seed + 1)
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm1d | nn.BatchNorm2d):
@@ -50,15 +50,15 @@ def setup():
 
 
 def test_config_shapes_and_records():
-    cfg = default_config("mnist")
+    cfg = SpikingMLP.default_config((28, 28), 10)
     assert cfg["in_shape"] == [1, 28, 28] and cfg["patch"] == 4 and cfg["depths"] == [1, 1]
     assert cfg["beta"] == 0.5 and cfg["threshold"] == 1.0 and cfg["n_out"] == 10
-    assert registry.default_config("spiking_mlp", "mnist") == cfg
+    assert registry.default_config("spiking_mlp", (28, 28), 10) == cfg
     m = registry.build_model("spiking_mlp", cfg)
     assert isinstance(m, SpikingMLP)
     assert m.grids == [(24, 7, 7), (48, 4, 4)]
     assert m.head.bias is None
-    tiny = SpikingMLP(**tiny_config("digits"))
+    tiny = SpikingMLP(**tiny_config())
     logits, rec = tiny(torch.rand(T, 3, 1, 8, 8), return_spikes=True)
     assert logits.shape == (3, 10)
     assert tuple(rec) == tiny.lif_names
@@ -76,7 +76,7 @@ def test_config_shapes_and_records():
 
 def test_gradients_reach_every_parameter():
     torch.manual_seed(0)
-    m = SpikingMLP(**tiny_config("digits"))
+    m = SpikingMLP(**tiny_config())
     x = torch.rand(T, 8, 1, 8, 8) * 2
     loss = nn.functional.cross_entropy(m(x), torch.arange(8) % 10)
     loss.backward()
@@ -89,7 +89,7 @@ def test_export_import_is_exact_bn_folded(setup):
     m, fg, x = setup
     scores, spikes = simulate(fg, x)
     with torch.no_grad():
-        logits, rec = m(model_input("spiking_mlp", x, "direct").double(), return_spikes=True)
+        logits, rec = m(model_input(x, "direct").double(), return_spikes=True)
     assert np.allclose(scores / T, logits.numpy(), atol=1e-5)
     assert np.array_equal(scores.argmax(1), logits.numpy().argmax(1))
     assert set(spikes) == set(m.lif_names)
@@ -149,10 +149,10 @@ def test_quantized_targets_are_spike_exact(setup):
     scores, _ = simulate(fg, x)
     q_scores = ref.readouts["output"].sum(axis=1)
     assert np.mean(q_scores.argmax(1) == scores.argmax(1)) >= 0.5
-    assert not any("clipped" in w for w in report["warnings"])
+    assert not any("clipped" in w for w in report.warnings)
 
 
 def test_export_refuses_a_wrong_input_shape():
-    m = SpikingMLP(**tiny_config("digits")).eval()
+    m = SpikingMLP(**tiny_config()).eval()
     with pytest.raises(ValueError, match="built for input"):
         export_model(m, "spiking_mlp", (1, 28, 28), META)

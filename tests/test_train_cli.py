@@ -197,7 +197,7 @@ def test_cli_output_in_unwritable_system_folder(tmp_path):
     if not Path("/proc/self").is_dir():
         pytest.skip("needs Linux /proc")
     r = _run("--dataset", "digits", "-q", "-o", "/proc/ckpt.pt")
-    assert r.returncode == 2 and "cannot write /proc/ckpt.pt" in r.stderr
+    assert r.returncode == 2 and "/proc/ckpt.pt: cannot write in /proc" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
 
 

@@ -33,7 +33,7 @@ def _tiny(model: str) -> dict | None:
     if model == "spiking_mlp":
         from models.spiking_mlp import tiny_config
 
-        return tiny_config("digits")
+        return tiny_config()
     if model == "cml_net":
         return {"channels": [4, 8, 8]}
     return None
@@ -67,7 +67,8 @@ def main() -> None:
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 ckpt = train_model(name, "digits", kw["epochs"], Path(tmp) / "c.pt",
-                                   lr=kw["lr"], seed=0, progress=False, config=_tiny(name))
+                                   lr=kw["lr"], batch_size=64, seed=0, progress=False,
+                                   config=_tiny(name))
             nir.write(str(path), checkpoint_to_nir(ckpt))
             acc = ckpt["metrics"]["test_accuracy"]
         graph, _ = load_graph(path)
