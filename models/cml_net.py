@@ -26,7 +26,7 @@ is not trained here.
 
 BatchNorm is a plain ``nn.BatchNorm2d`` applied per timestep (T folded into the batch), so in
 eval mode it is a per-channel affine map that folds exactly into the preceding convolution at
-export (``convert/export_cml_net.py``). beta must be a multiple of 1/4096 (see models.neuron).
+export (``convert/export/cml_net.py``). beta must be a multiple of 1/4096 (see models.neuron).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ ratio 4, T = 4. Every LIF is ``models.neuron.LIF`` (beta 0.5, threshold 1.0; the
 attention LIF 0.5), arctan surrogate.
 
 ``forward(x, return_spikes=True)`` also returns every population's spikes by the names the
-exporter (``convert/export_cml_spikformer.py``) gives them: ``tok{i}``, ``b{i}_q``, ``b{i}_k``,
+exporter (``convert/export/cml_spikformer.py``) gives them: ``tok{i}``, ``b{i}_q``, ``b{i}_k``,
 ``b{i}_v``, ``b{i}_attn``, ``b{i}_proj``, ``b{i}_fc1``, ``b{i}_fc2``.
 """
 

@@ -30,7 +30,7 @@ except the first (on pixels) receives binary spikes; the residuals add *currents
 membrane, never spikes into a linear map. The paper's BN on the final spikes before the head is
 left out: its shift would be a readout bias (our readouts have none).
 
-Population names (``return_spikes`` keys = NIR node names of ``convert/export_spiking_mlp.py``;
+Population names (``return_spikes`` keys = NIR node names of ``convert/export/spiking_mlp.py``;
 see :attr:`SpikingMLP.lif_names`): ``s{i}_embed``, ``s{i}_pc_a``/``s{i}_pc_b`` (patch-cell
 LIFs), ``s{i}b{j}_h``, ``_w``, ``_tok``, ``_ffn``, ``_ch``. Records are ``[T, B, C, H, W]``
 except ``_ffn``: ``[T, B, H*W, 3C]`` (token-major, as the FFN computes it).

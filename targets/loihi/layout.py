@@ -1,7 +1,7 @@
 """How our graph's arrays map onto Lava's: layouts, conv flips, timelines (plain numpy).
 
 Nothing here imports Lava, so it is tested in the main environment
-(tests/test_lava_target.py, "layout" tests). Two layouts meet:
+(tests/targets/test_loihi.py, "layout" tests). Two layouts meet:
 
 - ours: every node is a flat vector in C order over its (C, H, W) shape, and a ``Conv`` is
   PyTorch's cross-correlation with weights ``[C_out, C_in/groups, kh, kw]``;

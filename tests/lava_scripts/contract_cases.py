@@ -1,4 +1,5 @@
-"""Pin core/fixedpoint.py against real Lava (run in .venv-lava by tests/test_lava_contract.py).
+"""Pin core/fixedpoint.py against real Lava (run in .venv-lava by
+tests/targets/test_loihi_contract.py).
 
     .venv-lava/bin/python tests/lava_scripts/contract_cases.py out.json
 

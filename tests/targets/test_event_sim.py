@@ -490,7 +490,7 @@ def test_golden_models_with_bitplane_input_equal_torch_ref(model):
     from convert import load_graph
     from tests.golden import golden_inputs
 
-    data = Path(__file__).parent / "data"
+    data = Path(__file__).resolve().parents[1] / "data"
     g, _ = load_graph(data / model, input_bitplanes=True)
     assert g.input.bitplanes == 8
     assert any(s.source_slice is not None for s in g.synapses)

@@ -28,7 +28,7 @@ from targets import torch_ref
 from targets.mfi import certificate
 from tests.golden import golden_inputs
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.mark.parametrize("model", ["fc_snn_digits.nir", "conv_snn_digits.nir"])

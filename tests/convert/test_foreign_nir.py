@@ -9,8 +9,8 @@ import numpy as np
 from convert import load_graph
 from targets import event_sim, torch_ref
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_snntorch_export_imports_with_its_dt_convention():

@@ -35,7 +35,7 @@ from core.nir_io import from_nir, write_qgraph
 from targets import event_sim, torch_ref
 from targets.base import RunResult, check_inputs, readout_scores
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "integer-nir.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "integer-nir.md"
 TARGETS = {"torch_ref": torch_ref.run, "event_sim": event_sim.run}
 
 

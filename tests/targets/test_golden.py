@@ -12,7 +12,7 @@ from convert import load_graph
 from targets import event_sim, torch_ref
 from tests.golden import golden_inputs, record_hashes
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 GOLDEN = json.loads((DATA / "golden_hashes.json").read_text())
 MODELS = sorted(GOLDEN)
 

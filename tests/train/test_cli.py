@@ -18,7 +18,7 @@ from models.registry import MODELS
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.loop import encode_indices, evaluate, lr_at, model_input, train_model
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, cwd=ROOT, pythonpath=()):

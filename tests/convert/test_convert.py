@@ -28,8 +28,8 @@ from core.nir_io import from_nir, to_nir
 from models.registry import MODELS, build_model, default_config
 from train.loop import model_input
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parents[2]
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def _ckpt(name: str, seed: int = 0) -> dict:

@@ -24,7 +24,7 @@ from core.errors import ExportError
 from train.checkpoint import load_checkpoint, model_from_checkpoint
 from train.loop import model_input
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "custom-models.md"
 EXAMPLE = ROOT / "docs" / "examples" / "my_snn.py"
 # The page's commands; the test runs each with its paths in a temporary folder, and training

@@ -30,7 +30,7 @@ from targets import event_sim, mfi, torch_ref, verify
 from targets.base import RunResult
 from targets.records import load_record, load_records
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
 FC = DATA / "fc_snn_digits.nir"  # integer graph, digits, direct encoding, one readout
 
