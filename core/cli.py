@@ -55,10 +55,10 @@ def run_cli(prog: str, main: Callable[[list[str] | None], int],
 
 
 def add_output_flags(ap: argparse.ArgumentParser) -> None:
-    """The flags every command shares: ``--json`` and ``--no-progress``/``--quiet``."""
+    """The flags every command shares: ``--json`` and ``--no-progress``/``--quiet``/``-q``."""
     ap.add_argument("--json", action="store_true",
                     help="print the summary as one JSON object on stdout (no tables)")
-    ap.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+    ap.add_argument("--no-progress", "--quiet", "-q", dest="no_progress", action="store_true",
                     help="no progress bar (one is drawn only when stderr is a terminal)")
 
 

@@ -142,8 +142,6 @@ def build_parser() -> argparse.ArgumentParser:
         "dataset, encoding, timesteps, seed and hyperparameters come from it",
     )
     add_output_flags(p)
-    # -q: this command's short form of --quiet, kept for the command lines that use it
-    p.add_argument("-q", dest="no_progress", action="store_true", help=argparse.SUPPRESS)
     return p
 
 
