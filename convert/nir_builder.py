@@ -66,6 +66,23 @@ def _label(kind: str, name: str | None) -> str:
     return kind if name is None else f"{kind} {name!r}"
 
 
+def builder_for(name: str, model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
+    """A builder for exporting ``model`` (eval mode) on inputs of ``input_shape`` (C, H, W).
+
+    Raises:
+        ExportError: the model was built for another input shape (``model.in_shape``), or is in
+            training mode (its batch norms must fold their running statistics).
+    """
+    shape = tuple(int(d) for d in input_shape)
+    if shape != tuple(model.in_shape):
+        raise ExportError(f"{name} was built for input {tuple(model.in_shape)} (its in_shape), "
+                          f"export asked for {shape}")
+    if model.training:
+        raise ExportError(f"{name}: export needs model.eval() (batch norm folds its running "
+                          "statistics)")
+    return NIRBuilder(shape)
+
+
 class NIRBuilder:
     """A float NIR graph built node by node from an ``"input"`` node of ``input_shape``.
 

@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.nir_builder import NIRBuilder
-from core.errors import ExportError
+from convert.nir_builder import NIRBuilder, builder_for
 
 OR_THRESHOLD = 0.5
 
@@ -48,13 +47,7 @@ def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     Raises:
         ExportError: the model was built for another input shape, or is in training mode.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if shape != tuple(model.in_shape):
-        raise ExportError(f"cml_net: export input shape {shape} != model in_shape "
-                          f"{tuple(model.in_shape)}")
-    if model.training:
-        raise ExportError("cml_net: export needs model.eval() (BN folds its running statistics)")
-    b = NIRBuilder(shape)
+    b = builder_for("cml_net", model, input_shape)
     x = "input"
     for i, st in enumerate(model.stages):
         x = b.conv(x, st.conv, bn=st.bn, name=f"conv{i}")

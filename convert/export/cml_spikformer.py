@@ -23,8 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convert.nir_builder import NIRBuilder
-from core.errors import ExportError
+from convert.nir_builder import NIRBuilder, builder_for
 
 
 def _stage(b: NIRBuilder, src: str | list[str], st: Any, name: str) -> str:
@@ -41,14 +40,7 @@ def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     Raises:
         ExportError: the model was built for another input shape, or is in training mode.
     """
-    shape = tuple(int(s) for s in input_shape)
-    if shape != tuple(model.in_shape):
-        raise ExportError(f"cml_spikformer: export input shape {shape} != model in_shape "
-                          f"{tuple(model.in_shape)}")
-    if model.training:
-        raise ExportError("cml_spikformer: export needs model.eval() (BN folds its running "
-                          "statistics)")
-    b = NIRBuilder(shape)
+    b = builder_for("cml_spikformer", model, input_shape)
     x = "input"
     for i, st in enumerate(model.tokenizer):
         x = _stage(b, x, st, f"tok{i}")

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convert.nir_builder import NIRBuilder
-from core.errors import ExportError
+from convert.nir_builder import NIRBuilder, builder_for
 
 
 def _unit(b: NIRBuilder, src: str | list[str], name: str, unit: Any) -> list[str]:
@@ -35,10 +34,7 @@ def _unit(b: NIRBuilder, src: str | list[str], name: str, unit: Any) -> list[str
 
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     """The model (eval mode) as a builder; ``input_shape`` is (C, H, W)."""
-    if tuple(int(d) for d in input_shape) != tuple(model.in_shape):
-        raise ExportError(f"DSResNet was built for input {tuple(model.in_shape)}, "
-                         f"export asked for {tuple(input_shape)}")
-    b = NIRBuilder(tuple(int(d) for d in input_shape))
+    b = builder_for("DSResNet", model, input_shape)
     h: list[str] = _unit(b, "input", "stem", model.stem)
     for prefix, blk in model.blocks():
         s1 = _unit(b, h, f"{prefix}unit1", blk.unit1)

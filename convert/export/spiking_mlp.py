@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from convert.nir_builder import NIRBuilder, bn_affine, to_numpy
-from core.errors import ExportError
+from convert.nir_builder import NIRBuilder, bn_affine, builder_for, to_numpy
 from core.ops import conv2d
 
 
@@ -130,10 +129,7 @@ def _block(b: NIRBuilder, x: str, h: list[str], blk: Any, grid: tuple[int, int, 
 
 def export(model: Any, input_shape: tuple[int, ...]) -> NIRBuilder:
     """The model (eval mode) as a builder; ``input_shape`` is (C, H, W)."""
-    if tuple(int(d) for d in input_shape) != tuple(model.in_shape):
-        raise ExportError(f"SpikingMLP was built for input {tuple(model.in_shape)}, "
-                         f"export asked for {tuple(input_shape)}")
-    b = NIRBuilder(tuple(int(d) for d in input_shape))
+    b = builder_for("SpikingMLP", model, input_shape)
     x = "input"
     for i, (embed, lif, blocks) in enumerate(
             zip(model.embeds, model.embed_lifs, model.stages, strict=True)):
