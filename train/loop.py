@@ -4,8 +4,9 @@
 
 1. :func:`resolve_run` settles what is trained how: each hyperparameter comes from an explicit
    argument if given, else from the checkpoint being resumed, else from the model's own
-   ``TRAINING`` defaults (``models.defaults.TrainingDefaults``); everything is validated
-   before any data is loaded;
+   ``TRAINING`` defaults (``models.defaults.TrainingDefaults``); a resumed run keeps its model,
+   data and coding (:data:`RESUME_KEPT`: a conflicting argument is refused) and may change only
+   :data:`RESUME_CHANGEABLE`, saying so; everything is validated before any data is loaded;
 2. resuming restores weights, optimizer state and history (:func:`load_resume`);
 3. :func:`train_epoch` runs one epoch; :func:`evaluate` scores a split;
 4. :func:`make_checkpoint` assembles the checkpoint dict, written atomically after every epoch
@@ -54,6 +55,9 @@ from train.checkpoint import (
 )
 
 __all__ = [
+    "FLAGS",
+    "RESUME_CHANGEABLE",
+    "RESUME_KEPT",
     "SCHEDULES",
     "Run",
     "encode_indices",
@@ -143,6 +147,24 @@ def _train_encoding_seed(seed: int, epoch: int) -> int:
 
 
 # ------------------------------------------------------------------------- 1. what is trained
+#: The command-line flag of each setting, for messages (``config`` keys other than ``n_hidden``
+#: have no flag of their own).
+FLAGS = {
+    "model": "--model", "dataset": "--dataset", "n_hidden": "--hidden", "seed": "--seed",
+    "limit": "--limit", "eval_limit": "--eval-limit", "timesteps": "--timesteps",
+    "encoding": "--encoding", "lr": "--lr", "batch_size": "--batch-size",
+    "schedule": "--schedule", "epochs": "--epochs",
+}
+
+#: What a resumed run keeps from its checkpoint: a different value is refused (``UserError``).
+#: They define the model being trained and the data it sees, so changing one would be a new run.
+RESUME_KEPT = ("model", "dataset", "config", "timesteps", "encoding", "seed", "limit")
+
+#: What ``--resume`` may change, with a printed note: the length of the run (``epochs``), the
+#: optimizer's step (``lr``, ``batch_size``, ``schedule``) and how many samples are evaluated.
+RESUME_CHANGEABLE = ("epochs", "lr", "batch_size", "schedule", "eval_limit")
+
+
 @dataclass(frozen=True)
 class Run:
     """Everything one training run is determined by (besides the device and thread count).
@@ -154,7 +176,14 @@ class Run:
         hp: the hyperparameters (learning rate, batch size, schedule, epochs, T, encoding).
         seed: seeds weight init, data order and rate-coding noise.
         limit: train on the first ``limit`` training samples only (None: all).
-        explicit: the hyperparameter names given explicitly (the rest are the model's own).
+        eval_limit: evaluate on the first ``eval_limit`` validation and test samples only
+            (None: all).
+        explicit: the hyperparameter names given explicitly (the rest are the model's own; when
+            resuming: the ones that differ from the checkpoint's).
+        sources: for each field of ``hp``, where its value came from: a flag (``"--lr"``),
+            ``"model default"`` or ``"checkpoint"``.
+        notes: one line per setting a resumed run changes (printed before training).
+        resumed_from: the checkpoint resumed ("" for a new run).
     """
 
     model: str
@@ -163,66 +192,185 @@ class Run:
     hp: TrainingDefaults
     seed: int = 0
     limit: int | None = None
+    eval_limit: int | None = None
     explicit: tuple[str, ...] = ()
+    sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    resumed_from: str = ""
 
     def describe(self) -> str:
-        """One line: the hyperparameters, and which of them were not the model's defaults."""
+        """One line: the hyperparameters, and where they came from (the model's defaults, the
+        flags given, the checkpoint resumed)."""
         hp = self.hp
-        own = "model defaults" if not self.explicit else \
-            f"model defaults except {', '.join(self.explicit)}"
+        flags = ", ".join(FLAGS[k] for k in self.explicit)
+        if self.resumed_from:
+            origin = f"as recorded in {self.resumed_from}" + (f", except {flags}" if flags else "")
+        else:
+            cls = resolve(self.model)
+            origin = f"the model's defaults, {cls.__module__}.{cls.__qualname__}.TRAINING" + (
+                f", except {flags}" if flags else "")
+        limits = "".join([
+            f", first {self.limit} training samples" if self.limit is not None else "",
+            f", first {self.eval_limit} val/test samples" if self.eval_limit is not None else "",
+        ])
         return (f"{self.model} on {self.dataset}: epochs {hp.epochs}, batch {hp.batch_size}, "
-                f"Adam lr {hp.lr:g} ({hp.schedule}), T={hp.timesteps} {hp.encoding} ({own})")
+                f"Adam lr {hp.lr:g} ({hp.schedule}), T={hp.timesteps} {hp.encoding}{limits} "
+                f"({origin})")
+
+
+def _check_count(name: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+        raise UserError(f"{name} must be a positive integer, got {value!r}")
 
 
 def resolve_run(
-    model: str,
-    dataset: str,
+    model: str | None = None,
+    dataset: str | None = None,
     *,
     overrides: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     limit: int | None = None,
+    eval_limit: int | None = None,
     resumed: Mapping[str, Any] | None = None,
+    resumed_from: str | os.PathLike = "the checkpoint",
 ) -> Run:
     """Settle a run's model config and hyperparameters, validating everything.
 
     ``overrides``: explicit hyperparameters (fields of ``TrainingDefaults``; None values are
-    ignored). ``resumed``: a checkpoint to continue; its model, dataset, config, seed, limit
-    and hyperparameters replace the arguments, except an explicit ``epochs``.
+    ignored, as are None ``model``, ``dataset``, ``seed``: then ``fc_snn``, ``mnist``, 0).
+
+    ``resumed``: a checkpoint to continue (read from ``resumed_from``). Its model, dataset,
+    config, seed, limit, timesteps and encoding are kept (:data:`RESUME_KEPT`): an argument
+    given with a different value is an error. Epochs, learning rate, batch size, schedule and
+    eval limit (:data:`RESUME_CHANGEABLE`) are the checkpoint's unless given; a different value
+    given is used, with a line in ``Run.notes``. Epochs default to the run's recorded target.
 
     Raises:
         ConfigError: an unknown model, a bad config key or an out-of-range hyperparameter.
         DatasetError: an unknown dataset.
-        UserError: a bad ``limit``.
+        UserError: a bad ``limit``/``eval_limit``; when resuming, an argument that conflicts
+            with the checkpoint, or nothing left to train (``epochs`` at or below the epochs
+            already done, or the run already finished).
     """
     explicit = {k: v for k, v in dict(overrides or {}).items() if v is not None}
-    if resumed is not None:
-        state = resumed["resume"]
-        model, dataset, config = resumed["model"], resumed["dataset"], resumed["config"]
-        seed, limit = int(resumed["seed"]), state.get("limit", limit)
-        stored = {
-            "lr": state.get("lr"),
-            "batch_size": state.get("batch_size"),
-            "schedule": state.get("schedule"),
-            "epochs": explicit.get("epochs", state.get("total_epochs")),
-            "timesteps": int(resumed["timesteps"]),
-            "encoding": resumed["encoding"]["kind"],
-        }
-        explicit = {k: v for k, v in stored.items() if v is not None}
+    fields = [f.name for f in dataclasses.fields(TrainingDefaults)]
+    unknown = set(explicit) - set(fields)
+    if unknown:
+        raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    _check_count("limit", limit)
+    _check_count("eval_limit", eval_limit)
+    notes: list[str] = []
+    if resumed is None:
+        model = "fc_snn" if model is None else model
+        dataset = "mnist" if dataset is None else dataset
+        seed = 0 if seed is None else seed
+        sources = {k: FLAGS[k] if k in explicit else "model default" for k in fields}
+    else:
+        path = str(resumed_from)
+        explicit, model, dataset, config, seed, limit, eval_limit = _resume_settings(
+            resumed, path, explicit, model=model, dataset=dataset, config=config, seed=seed,
+            limit=limit, eval_limit=eval_limit, notes=notes)
+        sources = {k: FLAGS[k] if k in explicit else "checkpoint" for k in fields}
     cls = resolve(model)
     if dataset not in DATASETS:
         raise DatasetError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
-    unknown = set(explicit) - {f.name for f in dataclasses.fields(TrainingDefaults)}
-    if unknown:
-        raise UserError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-    hp = dataclasses.replace(training_defaults(model), **explicit)
-    if limit is not None and (int(limit) != limit or limit < 1):
-        raise UserError(f"limit must be a positive integer, got {limit!r}")
+    if resumed is None:
+        hp = dataclasses.replace(training_defaults(model), **explicit)
+    else:
+        hp = TrainingDefaults(**{**_recorded_hp(resumed), **explicit})
     cfg = {**default_config(model, input_shape(dataset), num_classes(dataset)), **(config or {})}
     check_config(cls, cfg, model)
     return Run(model=model, dataset=dataset, config=cfg, hp=hp, seed=int(seed),
                limit=None if limit is None else int(limit),
-               explicit=() if resumed is not None else tuple(explicit))
+               eval_limit=None if eval_limit is None else int(eval_limit),
+               explicit=tuple(explicit), sources=sources, notes=tuple(notes),
+               resumed_from="" if resumed is None else str(resumed_from))
+
+
+def _recorded_hp(ckpt: Mapping[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a checkpoint's run was trained with (its target epochs)."""
+    state = ckpt["resume"]
+    return {"lr": float(state["lr"]), "batch_size": int(state["batch_size"]),
+            "schedule": state["schedule"], "epochs": int(state["total_epochs"]),
+            "timesteps": int(ckpt["timesteps"]), "encoding": ckpt["encoding"]["kind"]}
+
+
+def _resume_settings(
+    ckpt: Mapping[str, Any], path: str, explicit: dict[str, Any], *, model, dataset, config,
+    seed, limit, eval_limit, notes: list[str],
+) -> tuple[dict[str, Any], str, str, dict[str, Any], int, int | None, int | None]:
+    """Check the arguments given with ``--resume`` against the checkpoint (see resolve_run).
+
+    Returns the hyperparameters that differ from the checkpoint's, and the model, dataset,
+    config, seed, limit and eval limit to use; appends a line to ``notes`` per change.
+    """
+    state = ckpt["resume"]
+    recorded = _recorded_hp(ckpt)
+    kept = {"model": ckpt["model"], "dataset": ckpt["dataset"], "seed": int(ckpt["seed"]),
+            "limit": state.get("limit"), "timesteps": recorded["timesteps"],
+            "encoding": recorded["encoding"]}
+    given = {"model": model, "dataset": dataset, "seed": seed, "limit": limit,
+             "timesteps": explicit.get("timesteps"), "encoding": explicit.get("encoding")}
+
+    def show(v: Any) -> str:
+        return "all" if v is None else str(v)
+
+    conflicts = [f"{FLAGS[k]} {given[k]} (the checkpoint's: {show(kept[k])})"
+                 for k in given if given[k] is not None and given[k] != kept[k]]
+    for key, value in (config or {}).items():
+        old = ckpt["config"].get(key)
+        if value != old:
+            flag = FLAGS.get(key, f"config {key}=")
+            was = f"the checkpoint's: {old}" if key in ckpt["config"] else \
+                f"the checkpoint's model has no {key}"
+            conflicts.append(f"{flag}{'' if flag.endswith('=') else ' '}{value} ({was})")
+    if conflicts:
+        raise UserError(
+            f"cannot resume {path} with {', '.join(conflicts)}: a resumed run keeps its model, "
+            "dataset, --hidden, --timesteps, --encoding, --seed and --limit (drop the flag, or "
+            "start a new run without --resume)"
+        )
+
+    done = int(state["epoch"])
+    target = recorded["epochs"]
+    finished = bool(ckpt.get("metrics", {}).get("complete", done >= target))
+    if "epochs" in explicit:
+        n = int(explicit["epochs"])
+        if n < done or (n == done and finished):
+            raise UserError(
+                f"--epochs {n}: {path} has already trained {done} epochs; give --epochs above "
+                f"{done} to train further"
+                + (f", or leave --epochs out to finish the run's {target}" if target > done
+                   else "")
+            )
+    elif done >= target and finished:
+        raise UserError(
+            f"{path} has finished its run ({done} of {target} epochs, tested); give --epochs "
+            f"above {done} to train further"
+        )
+    changed = {k: v for k, v in explicit.items() if v != recorded.get(k)}
+    for k in ("lr", "batch_size", "schedule"):
+        if k in changed:
+            notes.append(f"resume: {FLAGS[k]} {changed[k]} replaces the checkpoint's "
+                         f"{recorded[k]} from epoch {done + 1} on")
+    if "epochs" in changed:
+        notes.append(f"resume: --epochs {changed['epochs']} replaces the run's target of "
+                     f"{target} epochs")
+    schedule = changed.get("schedule", recorded["schedule"])
+    if "epochs" in changed and schedule == "cosine":
+        notes.append(f"resume: the cosine schedule is recomputed over "
+                     f"{changed['epochs']} epochs, so the remaining epochs differ from "
+                     f"the run as it was started")
+    old_eval = state.get("eval_limit")
+    if eval_limit is None:
+        eval_limit = old_eval
+    elif eval_limit != old_eval:
+        notes.append(f"resume: --eval-limit {eval_limit} replaces the checkpoint's "
+                     f"{show(old_eval)}: the epochs before {done + 1} were validated on "
+                     f"{show(old_eval)} samples")
+    return (changed, ckpt["model"], ckpt["dataset"], ckpt["config"], int(ckpt["seed"]),
+            state.get("limit"), eval_limit)
 
 
 def _check_output(out_path: str | os.PathLike | None) -> None:
@@ -315,9 +463,16 @@ def make_checkpoint(
     history: list[dict],
     train_samples: int,
     wall_time_s: float,
+    val_samples: int = 0,
+    test_samples: int = 0,
 ) -> dict:
     """The checkpoint dict (format: ``train.checkpoint``) after ``done`` epochs, with the
-    optimizer state and hyperparameters under ``"resume"`` (weights copied to the CPU)."""
+    optimizer state and hyperparameters under ``"resume"`` (weights copied to the CPU).
+
+    ``val_acc``/``test_acc`` were measured on ``val_samples``/``test_samples`` samples
+    (``test_acc`` NaN: not tested yet). ``metrics["complete"]``: all of the run's epochs are
+    trained and the test split is evaluated.
+    """
     hp = run.hp
     return {
         "format": FORMAT,
@@ -341,7 +496,9 @@ def make_checkpoint(
             "wall_time_s": float(wall_time_s),
             "history": list(history),
             "train_samples": int(train_samples),
-            "complete": done >= hp.epochs,
+            "val_samples": int(val_samples),
+            "test_samples": int(test_samples),
+            "complete": done >= hp.epochs and not math.isnan(test_acc),
         },
         "seed": int(run.seed),
         "producer": PRODUCER,
@@ -353,13 +510,15 @@ def make_checkpoint(
             "lr": float(hp.lr),
             "schedule": hp.schedule,
             "limit": run.limit,
+            "eval_limit": run.eval_limit,
+            "sources": dict(run.sources),
         },
     }
 
 
 def train_model(
-    model_name: str = "fc_snn",
-    dataset: str = "mnist",
+    model_name: str | None = None,
+    dataset: str | None = None,
     epochs: int | None = None,
     out_path: str | os.PathLike | None = None,
     *,
@@ -368,40 +527,54 @@ def train_model(
     batch_size: int | None = None,
     lr: float | None = None,
     schedule: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     limit: int | None = None,
+    eval_limit: int | None = None,
     threads: int | None = None,
     config: dict | None = None,
     resume: str | os.PathLike | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     device: str | None = None,
+    notice: Callable[[str], None] | None = None,
 ) -> dict:
     """Train a model, evaluate it on val every epoch and on test at the end, save a checkpoint.
 
     ``model_name`` is a model spec (registered name or ``"package.module:ClassName"``,
-    ``models.registry``). ``epochs``, ``timesteps``, ``encoding``, ``batch_size``, ``lr`` and
+    ``models.registry``; default ``fc_snn``), ``dataset`` a dataset name (default ``mnist``),
+    ``seed`` defaults to 0. ``epochs``, ``timesteps``, ``encoding``, ``batch_size``, ``lr`` and
     ``schedule`` left at None take the model's own defaults (its ``TRAINING``); ``config``
-    updates its ``default_config`` for ``dataset``.
+    updates its ``default_config`` for ``dataset``. ``limit``: train on the first ``limit``
+    training samples; ``eval_limit``: validate and test on the first ``eval_limit`` samples of
+    those splits (None: all; the numbers evaluated are in ``metrics["val_samples"]`` and
+    ``metrics["test_samples"]``).
 
     Returns the checkpoint dict (see ``train.checkpoint``); it is written atomically to
-    ``out_path`` if given (a missing folder is created). With ``resume``, model, dataset,
-    encoding, timesteps, seed, config, batch size and learning rate come from that checkpoint and
-    training continues up to ``epochs`` epochs in total (default: the resumed run's total; the
-    cosine schedule is recomputed for the new total, so it only continues exactly when the total
-    is unchanged). After every epoch but the last, the checkpoint so far (test accuracy NaN,
-    ``metrics["complete"]`` False) is written to ``out_path`` so that an interrupted run can be
-    resumed. Progress bars are drawn only on a terminal (``core.cli.progress``).
+    ``out_path`` if given (a missing folder is created). With ``resume``, training continues
+    that checkpoint's run (``resolve_run``: model, dataset, config, seed, limit, timesteps and
+    encoding are kept and a conflicting argument is refused; epochs, lr, batch size, schedule
+    and eval limit are the checkpoint's unless given, a change is reported through ``notice``)
+    up to the run's recorded number of epochs, or ``epochs`` if given (which must exceed the
+    epochs done; the cosine schedule is then recomputed for the new total, so the run continues
+    exactly only when the total is unchanged). After every epoch, the checkpoint so far (test
+    accuracy NaN, ``metrics["complete"]`` False) is written to ``out_path`` so that an
+    interrupted run can be resumed; a run interrupted while testing is finished by resuming
+    it. Training on the CPU is deterministic: an interrupted and resumed run ends with the same
+    weights as an uninterrupted one. Progress bars are drawn only on a terminal
+    (``core.cli.progress``). ``log`` receives the progress lines (default: stderr), ``notice``
+    the changes a resume makes (default: stderr).
 
     Raises:
         NeurodeployError subclasses (``ConfigError``, ``DatasetError``, ``CheckpointError``,
         ``UserError``; all ``ValueError``) for bad input, before any training.
     """
     log = log or (lambda s: print(s, file=sys.stderr))
+    notice = notice or (lambda s: print(s, file=sys.stderr))
     t_start = time.perf_counter()
     prev = load_resume(resume) if resume is not None else None
     run = resolve_run(
-        model_name, dataset, config=config, seed=seed, limit=limit, resumed=prev,
+        model_name, dataset, config=config, seed=seed, limit=limit, eval_limit=eval_limit,
+        resumed=prev, resumed_from=resume if resume is not None else "the checkpoint",
         overrides={"lr": lr, "batch_size": batch_size, "schedule": schedule, "epochs": epochs,
                    "timesteps": timesteps, "encoding": encoding},
     )
@@ -416,6 +589,9 @@ def train_model(
     test_x, test_y = load_dataset(run.dataset, "test")
     if run.limit is not None:
         train_x, train_y = train_x[: run.limit], train_y[: run.limit]
+    if run.eval_limit is not None:  # the first samples, encoded as a target encodes them
+        val_x, val_y = val_x[: run.eval_limit], val_y[: run.eval_limit]
+        test_x, test_y = test_x[: run.eval_limit], test_y[: run.eval_limit]
 
     torch.manual_seed(run.seed)
     np.random.seed(run.seed % 2**32)
@@ -430,7 +606,9 @@ def train_model(
         start_epoch = int(prev["resume"]["epoch"])
         history = list(prev.get("metrics", {}).get("history", []))
         prior_wall = float(prev.get("metrics", {}).get("wall_time_s", 0.0))
-        log(f"resuming {run.model} on {run.dataset} from {resume} after epoch {start_epoch}")
+        log(f"resuming {resume} after epoch {start_epoch}: {run.describe()}")
+        for line in run.notes:
+            notice(line)
     else:
         log(f"training {run.describe()}")
 
@@ -439,6 +617,7 @@ def train_model(
             run, model, optimizer, done=done, test_acc=test_acc, val_acc=val_acc,
             train_loss=train_loss, history=history, train_samples=len(train_y),
             wall_time_s=prior_wall + time.perf_counter() - t_start,
+            val_samples=len(val_y), test_samples=len(test_y) if not math.isnan(test_acc) else 0,
         )
 
     epochs = run.hp.epochs
@@ -453,14 +632,15 @@ def train_model(
                            progress=progress, desc="val")
         history.append({"epoch": epoch + 1, "train_loss": train_loss,
                         "train_accuracy": stats.accuracy, "val_accuracy": val_acc,
+                        "val_samples": len(val_y),
                         "epoch_time_s": time.perf_counter() - t_epoch})
         log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, "
             f"train acc {stats.accuracy:.4f}, val acc {val_acc:.4f}")
-        if out_path is not None and epoch + 1 < epochs:
+        if out_path is not None:
             # resumable after an interruption; test accuracy is measured at the end only
             save_checkpoint(out_path, checkpoint(epoch + 1, float("nan"), val_acc, train_loss))
 
-    if math.isnan(val_acc):  # no epoch ran (epochs already reached, or epochs == 0)
+    if start_epoch >= epochs:  # no epoch ran (epochs == 0, or resuming an untested run)
         val_acc = evaluate(model, val_x, val_y, run.hp.encoding, run.hp.timesteps, run.seed)
     test_acc = evaluate(model, test_x, test_y, run.hp.encoding, run.hp.timesteps, run.seed,
                         progress=progress, desc="test")
@@ -489,8 +669,8 @@ def summary_table(ckpt: dict, out_path: str | os.PathLike | None = None) -> str:
         ("train samples", str(m.get("train_samples", "?"))),
         ("epochs", str(m["epochs"])),
         ("train loss", f"{m['train_loss']:.4f}"),
-        ("val accuracy", f"{100 * m['val_accuracy']:.2f} %"),
-        ("test accuracy", f"{100 * m['test_accuracy']:.2f} %"),
+        ("val accuracy", f"{100 * m['val_accuracy']:.2f} %{_on(m.get('val_samples'))}"),
+        ("test accuracy", f"{100 * m['test_accuracy']:.2f} %{_on(m.get('test_samples'))}"),
         ("wall time", f"{m['wall_time_s']:.1f} s"),
     ]
     if out_path is not None:
@@ -500,4 +680,8 @@ def summary_table(ckpt: dict, out_path: str | os.PathLike | None = None) -> str:
     line = f"+{'-' * (width + 2)}+{'-' * (vwidth + 2)}+"
     body = [f"| {k:<{width}} | {v:<{vwidth}} |" for k, v in rows]
     return "\n".join([line, *body, line])
+
+
+def _on(samples: int | None) -> str:
+    return "" if not samples else f" on {samples:,} samples"
 

@@ -1,8 +1,7 @@
 """Shared by the tests/data/make_<framework>_exports.py scripts: how one export is saved.
 
 Each export is three files next to this one, read by tests/convert/test_interop_exports.py
-without the
-framework installed:
+without the framework installed:
 
 - ``<stem>.nir``: the graph as the framework's own NIR exporter wrote it (``nir.write``);
 - ``<stem>_inputs.npy``: int8 spikes (0/1), ``[sample, timestep, *input_shape]``;

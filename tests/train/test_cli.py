@@ -59,7 +59,8 @@ def test_cli_smoke_writes_loadable_checkpoint(tmp_path):
     assert "test accuracy" in r.stdout and "fc_snn" in r.stdout  # the summary table
     assert "Adam lr 0.005 (cosine), batch 16" in r.stdout
     assert "epoch 1/1" in r.stderr  # the per-epoch line
-    assert "(model defaults except lr, batch_size, epochs)" in r.stderr
+    assert ("(the model's defaults, models.fc_snn.FCSNN.TRAINING, except --lr, --batch-size, "
+            "--epochs)") in r.stderr
     assert "\r" not in r.stderr  # stderr is not a terminal: no progress bar redraws
     ck = load_checkpoint(out)
     assert ck["format"] == "neurodeploy.ckpt" and ck["version"] == 1
@@ -282,8 +283,11 @@ def test_cli_trains_at_the_models_defaults_unless_a_flag_is_given(tmp_path):
     got = json.loads(r.stdout)["training"]
     assert (got["lr"], got["batch_size"], got["schedule"], got["total_epochs"]) == (
         1e-2, 32, "cosine", 1)
-    assert "spiking_mlp on digits: epochs 1, batch 32, Adam lr 0.01 (cosine), T=4 direct " \
-           "(model defaults)" in r.stderr
+    assert "spiking_mlp on digits: epochs 1, batch 32, Adam lr 0.01 (cosine), T=4 direct, " \
+           "first 32 training samples (the model's defaults, " \
+           "models.spiking_mlp.SpikingMLP.TRAINING)" in r.stderr
+    assert got["sources"] == dict.fromkeys(
+        ("lr", "batch_size", "schedule", "epochs", "timesteps", "encoding"), "model default")
     r = _run(*args, "--lr", "2e-3", "--batch-size", "16", "--schedule", "constant", "-q")
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)["training"]
