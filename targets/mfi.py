@@ -11,6 +11,20 @@ A spike attention (``core.graph.SpikeAttention``, Spikformer's ``Q Kᵀ V``) is 
 kind, ``dynamic spike x spike product``: binary ANDs and coincidence counts, then additions of
 those counts selected by binary spikes -- no multiplication, but the "weights" are computed at
 run time from spikes, not stored. Its events are counted as ACs (ANDs + additions).
+
+Both columns of the table are per sample (T steps). The static worst case of an edge is what
+one step costs when every entry of its source is nonzero, times T; it is what the measured
+count reaches when every source entry is active at every step, so measured <= static always:
+
+- Dense: the nonzero weights (one event per nonzero weight and active source entry);
+- Conv: the nonzero kernel taps that land on a real source entry, summed over the
+  convolution's OWN output positions (``Conv.conv_shape``, before any max pooling of the
+  currents: every conv output is computed, the pooling compares them afterwards); taps that
+  fall in the zero padding have no source neuron and cost nothing, so they are not counted.
+  This is exactly the number of connections of the event simulator's fan-out table;
+- bit planes: each plane is its own Dense/Conv edge with the same weights (counted as above);
+- spike attention: ``2 * dim * N**2`` per step (every AND of q and k true, every count added
+  for every v spike; ``fixedpoint.spike_attention_ops``'s two terms at their maxima).
 """
 
 from __future__ import annotations
@@ -25,9 +39,10 @@ import numpy as np
 from convert import load_graph
 from core.cli import print_json, run_cli
 from core.errors import UserError
-from core.graph import INPUT, Conv, QGraph, SpikeAttention
+from core.graph import INPUT, Conv, Dense, QGraph, SpikeAttention
+from core.ops import conv2d
 from targets import event_sim
-from targets.cli import add_common_args, prepare, save_run_record
+from targets.cli import add_common_args, dt_summary, prepare, run_warnings, save_run_record
 
 DYNAMIC_PRODUCT = "dynamic spike x spike product"
 
@@ -38,8 +53,12 @@ class Edge:
     source: str
     target: str
     input_kind: str  # "binary spikes", "bit plane b", or "graded (MAC)"; "+max": max pooling
-    static_ops_per_step: int  # every source entry active: nonzero fan-out summed
-    measured_ops: int | None = None
+    static_ops_per_step: int  # every source entry active: the synapse's connections (exact)
+    measured_ops: int | None = None  # summed over every sample of the measured run
+
+    def static_ops_per_sample(self, timesteps: int) -> int:
+        """The static worst case over one sample of ``timesteps`` steps (per step x T)."""
+        return self.static_ops_per_step * int(timesteps)
 
     @property
     def is_mac(self) -> bool:
@@ -50,12 +69,20 @@ class Edge:
         return self.input_kind.startswith(DYNAMIC_PRODUCT)
 
 
-def _fanout_total(s: Any) -> int:
-    nz = np.count_nonzero(s.weight)
+def _fanout_total(s: Dense | Conv) -> int:
+    """Synaptic events of one step with every source entry active: the synapse's connections.
+
+    Dense: its nonzero weights. Conv: for every output position of the convolution itself
+    (before max pooling), the nonzero kernel taps that read a real source entry (a tap in the
+    zero padding reads no neuron); a convolution of a source of ones with the kernel's nonzero
+    pattern counts them. Exact: the event-driven count reaches it when every entry is active.
+    """
+    nz = np.asarray(s.weight) != 0
     if isinstance(s, Conv):
-        _, ho, wo = s.out_shape
-        return int(nz * ho * wo)  # upper bound: ignores kernel taps that fall in the padding
-    return int(nz)
+        ones = np.ones((1, *s.in_shape))
+        per_out = conv2d(ones, nz.astype(np.float64), s.stride, s.padding, s.groups)
+        return int(np.rint(per_out).sum())
+    return int(nz.sum())
 
 
 def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
@@ -93,8 +120,10 @@ def certificate_summary(graph: QGraph, edges: list[Edge], n_samples: int | None
                         ) -> dict[str, Any]:
     """The certificate's fields, as :func:`format_certificate` prints them (JSON-ready).
 
-    Operation counts are per sample (T steps); ``measured`` ones are averages over the
-    ``n_samples`` run (None for a static-only certificate).
+    Operation counts are per sample (T steps): ``static_ops_per_sample`` =
+    ``static_ops_per_step`` x T, the worst case (every source entry active at every step);
+    ``measured`` ones are averages over the ``n_samples`` run (None for a static-only
+    certificate), never above the static ones.
     """
     t = graph.timesteps
     macs = [e for e in edges if e.is_mac]
@@ -112,6 +141,7 @@ def certificate_summary(graph: QGraph, edges: list[Edge], n_samples: int | None
             "synapse": e.synapse, "source": e.source, "target": e.target,
             "input": e.input_kind, "mac": e.is_mac, "dynamic": e.is_dynamic,
             "static_ops_per_step": e.static_ops_per_step,
+            "static_ops_per_sample": e.static_ops_per_sample(t),
             "measured_ops_per_sample": (e.measured_ops / n_samples
                                         if n_samples and e.measured_ops is not None else None),
         } for e in edges],
@@ -137,13 +167,13 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
     w_tgt = max([len("target"), *(len(e.target) for e in edges)]) + 2
     w_kind = max([len("input"), *(len(e.input_kind) for e in edges)]) + 2
     head = (f"{'synapse':<{w_syn}}{'source':<{w_src}}{'target':<{w_tgt}}{'input':<{w_kind}}"
-            f"{'static/step':>12}")
+            f"{'static/sample':>15}")
     if n_samples:
         head += f"{'measured/sample':>17}"
     lines = [head]
     for e, row_s in zip(edges, s["edges"], strict=True):
         row = (f"{e.synapse:<{w_syn}}{e.source:<{w_src}}{e.target:<{w_tgt}}"
-               f"{e.input_kind:<{w_kind}}{e.static_ops_per_step:>12}")
+               f"{e.input_kind:<{w_kind}}{e.static_ops_per_sample(t):>15}")
         if row_s["measured_ops_per_sample"] is not None:
             row += f"{row_s['measured_ops_per_sample']:>17.1f}"
         lines.append(row)
@@ -194,22 +224,32 @@ def main(argv: list[str] | None = None) -> int:
                             ("--labels", args.labels), ("--samples", args.samples)):
             if given is not None:
                 raise UserError(f"{flag} needs a measured run: drop --static-only")
-        graph, _ = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
-                              input_bitplanes=args.input_bitplanes)
+        graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
+                                   input_bitplanes=args.input_bitplanes)
         counters, n = None, None
+        warnings = list(getattr(report, "warnings", None) or [])
     else:
         prep = prepare(args)
         graph = prep.graph
         result = event_sim.run(graph, prep.inputs, progress=prep.progress)
         save_run_record(prep, result)
         counters, n = result.counters, len(prep.inputs)
+        warnings = run_warnings(prep, result)
     edges = certificate(graph, counters)
+    dt = dt_summary(graph)
     if args.json:
-        print_json({**certificate_summary(graph, edges, n), "record": args.record})
+        print_json({**certificate_summary(graph, edges, n), "dt": dt, "warnings": warnings,
+                    "record": args.record})
     else:
         print(format_certificate(graph, edges, n))
+        if dt["value"] is not None:
+            print(f"dt: {dt['value']:g} s ({dt['detail']})")
         if args.record:
             print(f"event_sim records written to {args.record}")
+    for w in warnings:
+        print(f"targets.mfi: warning: {w}", file=sys.stderr)
+    if args.strict and warnings:
+        return 1
     return 1 if any(e.is_mac for e in edges) else 0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convert import load_graph
-from targets import event_sim, torch_ref
+from targets import event_sim, onnx_rt, torch_ref
 from tests.golden import golden_inputs, record_hashes
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -29,7 +29,8 @@ def test_golden_models_spike(case):
     assert all(s.any() for s in r.spikes.values()), f"{name}: a population never spikes"
 
 
-@pytest.mark.parametrize("target", [torch_ref, event_sim], ids=["torch_ref", "event_sim"])
+@pytest.mark.parametrize("target", [torch_ref, event_sim, onnx_rt],
+                         ids=["torch_ref", "event_sim", "onnx_rt"])
 def test_golden_hashes(case, target):
     name, graph, x = case
     assert record_hashes(target.run(graph, x)) == GOLDEN[name]["records"]
