@@ -52,6 +52,7 @@ class FSynapse:
     target: str
     op: FDense | FConv
     delay: int = 0  # extra deployed steps that balance path latencies (no effect in float)
+    lag: int = 0  # model delay (a NIR Delay): step t's input arrives at step t + lag
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """x: [B, *source_shape] -> [B, target_size] (flat)."""
@@ -111,11 +112,14 @@ class FPopulation:
 
 @dataclass
 class FReadout:
-    """Currents delivered off-chip each step (class scores summed over time), plus ``bias``."""
+    """Currents delivered off-chip each step, plus ``bias``, and their membrane
+    ``v[t] = beta * v[t-1] + current[t] + bias``: ``beta = 1`` (an ``Output``) sums them, a
+    leaky integrator (NIR ``LI``) has ``beta < 1``. The class score is ``v`` at the last step."""
 
     name: str
     shape: tuple[int, ...]
     bias: np.ndarray  # flat [size], added per step
+    beta: float = 1.0  # retention of the membrane per step
 
     @property
     def size(self) -> int:

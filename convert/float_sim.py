@@ -1,7 +1,8 @@
 """Float simulation of an imported graph: checks that export + import kept the trained model.
 
 Same order of operations as the trained model and the chip (u, then v, then a strict ``>``
-spike, then hard reset), zero latency, float64. numpy only.
+spike, then hard reset), zero latency (a recurrent synapse brings its population's spikes of
+step t - 1 - delay), float64. numpy only.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from convert.float_graph import FGraph, FSpikeAttention
-from core.graph import INPUT
+from core.graph import INPUT, is_recurrent
 
 
 def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """inputs [N, T, *input_shape] (integers as encoded) -> (scores [N, n_out] summed over
-    time, spikes: population -> bool [N, T, size])."""
+    """inputs [N, T, *input_shape] (integers as encoded) -> (scores [N, n_out]: a readout's
+    membrane at the last step, i.e. its input summed over time for an ``Output``; spikes:
+    population -> bool [N, T, size])."""
     x = np.asarray(inputs, dtype=np.float64)
     n, t_steps = x.shape[:2]
     acts: dict[str, np.ndarray] = {INPUT: x.reshape(n, t_steps, -1)}
@@ -22,25 +24,39 @@ def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.n
     scores = None
     for name in fg.order():
         cur = 0.0
+        recurrent = [s for s in fg.incoming(name) if is_recurrent(s)]
         for s in fg.incoming(name):
+            if is_recurrent(s):
+                continue  # this population's own spikes: inside the step loop below
             if isinstance(s, FSpikeAttention):
                 qkv = (acts[n_].reshape(n * t_steps, -1) for n_ in s.sources)
                 cur = cur + s.apply_qkv(*qkv).reshape(n, t_steps, -1)
                 continue
             src = acts[s.source]
-            cur = cur + s.apply(src.reshape(n * t_steps, *_shape(fg, s.source))).reshape(
+            out_s = s.apply(src.reshape(n * t_steps, *_shape(fg, s.source))).reshape(
                 n, t_steps, -1
             )
+            if s.lag:  # a model delay: step t's input arrives at step t + lag of the sample
+                out_s = np.concatenate([np.zeros_like(out_s[:, :s.lag]),
+                                        out_s[:, :max(t_steps - s.lag, 0)]], axis=1)[:, :t_steps]
+            cur = cur + out_s
         if name in fg.readouts:
             r = fg.readouts[name]
-            scores = (cur + r.bias).sum(axis=1)
+            v = np.zeros((n, r.size))
+            for t in range(t_steps):  # the membrane; beta = 1: the sum over time
+                v = r.beta * v + cur[:, t] + r.bias
+            scores = v
             continue
         p = fg.populations[name]
         u = np.zeros((n, p.size))
         v = np.zeros((n, p.size))
         out = np.zeros((n, t_steps, p.size))
         for t in range(t_steps):
-            u = p.alpha * u + cur[:, t]
+            cur_t = cur[:, t]
+            for s in recurrent:  # its spikes of step t - 1 - delay (none before)
+                if t - 1 - s.delay >= 0:
+                    cur_t = cur_t + s.apply(out[:, t - 1 - s.delay].reshape(n, *p.shape))
+            u = p.alpha * u + cur_t
             v = p.beta * v + u + p.bias
             s_t = v > p.threshold
             v = np.where(s_t, 0.0, v)

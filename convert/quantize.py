@@ -44,8 +44,9 @@ from core.graph import (
     QGraph,
     Readout,
     SpikeAttention,
+    check_lava_limits,
 )
-from core.nir_io import write_qgraph
+from core.nir_io import to_nir, write_qgraph
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
@@ -60,8 +61,26 @@ HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the
 @dataclass
 class PopulationReport:
     """One LIF population: its scale (integer units per float volt, before Loihi's 2**6
-    alignment), the quantized parameters, what was clipped, and the 24-bit headroom
-    (``A_IN_SAFE / worst_a_in``: below 1, u can wrap if every input peaks at once)."""
+    alignment), the quantized parameters, what was clipped, and how far its state stays from
+    the limits of Loihi's fixed point when every input peaks at once, step after step:
+
+    - ``worst_a_in``: the largest |synaptic input| of one step;
+    - ``u_steps``: how many steps' inputs the current holds at once, ``sum_{t<T} alpha_q**t``
+      (1 for a current-based neuron, ``du = 4095``); ``T`` is ``timesteps`` (u and v reset
+      between samples; 0 when unknown: the infinite sum);
+    - ``a_in_headroom``: ``A_IN_SAFE / (worst_a_in * u_steps)``, i.e. ``2**23 /`` the largest
+      ``|u|``: below 1, u can wrap at 24 bits;
+    - ``v_steps``: ``sum_{t<T} beta_q**t``; ``worst_v``: the lowest v can reach,
+      ``v_steps * (64 * worst inhibitory input * u_steps + |negative bias|)`` in magnitude
+      (above, v spikes and resets: it never needs a bound); ``v_headroom``:
+      ``(2**23 - 1) / worst_v``: below 1, v can saturate. ``worst_v`` is None (and
+      ``v_headroom`` 0) when v has no bound: no leak (``dv = 0``) and no known T.
+
+    The quantizer picks a scale at which ``a_in_headroom`` is at least 1 (u wraps: it scales
+    down) and warns when ``v_headroom`` is below 1 (v saturates, a floor; see
+    :func:`_range_caps`, and docs/contract.md, "Overflow"). Reports written before these fields
+    existed read with the defaults.
+    """
 
     kind: str = field(default="lif", init=False)
     scale: float
@@ -77,14 +96,21 @@ class PopulationReport:
     biases_clipped: int
     worst_a_in: int
     a_in_headroom: float
+    u_steps: float = 1.0
+    v_steps: float = 1.0
+    worst_v: int | None = 0
+    v_headroom: float = float("inf")
+    timesteps: int = 0
 
 
 @dataclass
 class ReadoutReport:
-    """One readout: the scale of its integer currents (integer units per float unit)."""
+    """One readout: the scale of its integer currents (integer units per float unit) and its
+    membrane decay ``dv`` (0: the plain sum of an ``Output``; > 0: a leaky integrator)."""
 
     kind: str = field(default="readout", init=False)
     scale: float
+    dv: int = 0
 
 
 @dataclass
@@ -92,7 +118,10 @@ class SynapseReport:
     """One Dense or Conv synapse (``kind`` ``"dense"``/``"conv"``): its weight exponent, the
     largest |integer weight|, how many weights were clipped, whether all rounded to zero, and
     the relative RMS error of ``w * 2**weight_exp`` against the float weights at scale.
-    ``bitplanes``: the number of input bit planes it was deployed as (absent otherwise)."""
+    ``bitplanes``: the number of input bit planes it was deployed as (absent otherwise).
+    ``floors_to_zero``: its weights are not all zero, none is negative, yet even every input
+    at its largest value at once delivers 0 after the weight exponent: it never changes its
+    target (like ``all_zero``, a warning)."""
 
     source: str
     target: str
@@ -105,6 +134,7 @@ class SynapseReport:
     all_zero: bool
     rel_rms_error: float
     bitplanes: int | None = None
+    floors_to_zero: bool = False
 
 
 @dataclass
@@ -133,12 +163,16 @@ class AttentionReport:
 @dataclass
 class QuantReport:
     """What quantization cost: one entry per population/readout and per synapse (by name),
-    the warnings (import approximations first), and the input's bit planes (0: none)."""
+    the warnings (import approximations first), the input's bit planes (0: none), and the
+    step ``dt`` (s) the float graph was imported with and where it came from (``dt_source``,
+    in words: given, recorded, inferred from the file, or guessed; None when unknown)."""
 
     populations: dict[str, PopulationReport | ReadoutReport]
     synapses: dict[str, SynapseReport | AttentionReport]
     warnings: list[str]
     input_bitplanes: int
+    dt: float | None = None
+    dt_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types, with the field names of the file format (a
@@ -157,7 +191,15 @@ class QuantReport:
             synapses={n: _entry(_SYNAPSE_KINDS, n, e) for n, e in d["synapses"].items()},
             warnings=list(d.get("warnings", [])),
             input_bitplanes=int(d.get("input_bitplanes", 0)),
+            dt=None if d.get("dt") is None else float(d["dt"]),
+            dt_source=d.get("dt_source"),
         )
+
+    def silent_synapses(self) -> list[str]:
+        """Synapses that never change their target: all weights zero, or every input they
+        can deliver floors to zero (``SynapseReport.floors_to_zero``)."""
+        return [n for n, s in self.synapses.items()
+                if s.all_zero or getattr(s, "floors_to_zero", False)]
 
 
 _POPULATION_KINDS: dict[str, type] = {"lif": PopulationReport, "readout": ReadoutReport}
@@ -197,29 +239,65 @@ def _max_abs(s: FSynapse) -> float:
     return float(np.abs(s.op.weight).max()) if s.op.weight.size else 0.0
 
 
-def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> float:
-    """Largest |a_in| one synapse can deliver in one step (every input at its maximum)."""
+def _worst_sides(w: np.ndarray, weight_exp: int, max_value: int, conv: bool
+                 ) -> tuple[float, float]:
+    """(largest excitatory, largest inhibitory) input one synapse can deliver to one neuron in
+    one step, both >= 0: every input with a positive (negative) weight at its maximum."""
     axes = (1, 2, 3) if conv else (1,)
     pos = np.clip(w, 0, None).sum(axis=axes) * max_value
     neg = np.clip(w, None, 0).sum(axis=axes) * max_value
-    worst = max(float(pos.max(initial=0)), -float(neg.min(initial=0)))
-    return worst * 2.0**weight_exp
+    scale = 2.0**weight_exp
+    return float(pos.max(initial=0)) * scale, -float(neg.min(initial=0)) * scale
 
 
-def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int]) -> float:
+def _worst_input(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> float:
+    """Largest |a_in| one synapse can deliver in one step (every input at its maximum)."""
+    return max(_worst_sides(w, weight_exp, max_value, conv))
+
+
+def _accumulation(factor: float, timesteps: int) -> float:
+    """``sum_{t<T} factor**t``: how many steps' inputs a state that keeps ``factor`` of itself
+    per step holds at once, at most (T = ``timesteps``: u and v reset between samples; T <= 0
+    when unknown: the infinite sum, ``inf`` for ``factor = 1``)."""
+    if factor <= 0.0:
+        return 1.0
+    if timesteps > 0:
+        return float(timesteps) if factor >= 1.0 else (1.0 - factor**timesteps) / (1.0 - factor)
+    return float("inf") if factor >= 1.0 else 1.0 / (1.0 - factor)
+
+
+def _decays(pop: FPopulation) -> tuple[int, int]:
+    """The population's 12-bit ``(du, dv)``: du 4095 (no current) for ``alpha = 0``."""
+    dv = min(max(fx.decay_from_factor(pop.beta), 0), fx.DV_MAX)
+    du = (fx.DU_MAX if pop.alpha == 0 else
+          min(max(fx.du_from_factor(pop.alpha), 0), fx.DU_MAX))
+    return du, dv
+
+
+def _steps(pop: FPopulation, timesteps: int) -> tuple[float, float]:
+    """``(u_steps, v_steps)``: :func:`_accumulation` under the quantized current and voltage
+    retention (``1 - (du + 1)/4096`` and ``1 - dv/4096``: what the integer decays keep, at
+    most, since they round toward zero)."""
+    du, dv = _decays(pop)
+    return (_accumulation(fx.factor_from_du(du), timesteps),
+            _accumulation(fx.factor_from_dv(dv), timesteps))
+
+
+def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int],
+               timesteps: int = 1) -> float:
     """The scale of a population (or, ``pop=None``, a readout) fed by ``syns``: the biggest
     weight at ``WEIGHT_LIMIT``, unless a range cap (:func:`_range_caps`) is lower; then, when
     the biggest synapse can shift, a power-of-two fraction of that (it takes a negative weight
-    exponent), else the cap. ``max_in``: the largest value each source sends."""
+    exponent), else the cap. ``max_in``: the largest value each source sends; ``timesteps``:
+    the steps per sample over which u and v accumulate (:func:`_accumulation`)."""
     maxw = max((_max_abs(s) for s in syns), default=0.0)
     k_w = WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
     if pop is None:  # readout: no threshold, full weight range
         return k_w
     # The largest scale at which the biggest weight fits 8 bits, the threshold 17 bits, the
-    # biases 13+3 bits, and even the worst-case input of one step cannot wrap the 24-bit current.
-    worst = sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
-                for s in syns)
-    cap = min(_range_caps(pop, worst))
+    # biases 13+3 bits, and even every input at its worst, step after step, cannot wrap the
+    # 24-bit current.
+    cap = min(_range_caps(pop, _worst_per_scale(syns, max_in), timesteps))
     if k_w <= cap:
         return k_w
     biggest = max(syns, key=_max_abs)
@@ -230,12 +308,30 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     return k_w / 2 ** math.ceil(math.log2(k_w / cap))
 
 
-def _range_caps(pop: FPopulation, worst: float) -> list[float]:
-    """Scales at which the threshold fits 17 bits, the biases 13+3 bits, and a step's worst-case
-    input (``worst`` per unit of scale) cannot wrap the 24-bit current."""
+def _worst_per_scale(syns: list[FSynapse], max_in: dict[str, int]) -> float:
+    """The largest |input| of one step into one neuron, per unit of scale, summed over
+    ``syns`` (float weights; every source at its largest value)."""
+    return sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
+               for s in syns)
+
+
+def _range_caps(pop: FPopulation, worst: float, timesteps: int = 1) -> list[float]:
+    """Scales at which the threshold fits 17 bits, the biases 13+3 bits, and the inputs cannot
+    wrap the 24-bit current even when every one peaks at once, step after step:
+    ``64 * k * worst * u_steps < 2**23``, ``worst`` being one step's largest |input| per unit
+    of scale and ``u_steps`` the current's accumulation over ``timesteps`` (:func:`_steps`; 1
+    for ``du = 4095``: one step's input, as before).
+
+    v has no cap: it saturates (a floor at ``-(2**23 - 1)``; above the threshold it spikes and
+    resets) and only under sustained inhibition, and a bound on it grows with T for a neuron
+    without leak (an IF neuron: T times one step's input), so a cap would cost the resolution
+    of every weight. Its worst case is reported and warned about instead
+    (:func:`_quantize_population`), and every run counts its saturations.
+    """
     caps = [fx.VTH_MAX / pop.threshold]
+    u_steps, _ = _steps(pop, timesteps)
     if worst > 0:
-        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / worst)
+        caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / (worst * u_steps))
     peak_bias = float(np.abs(pop.bias).max(initial=0.0))
     if peak_bias > 0:
         caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
@@ -257,17 +353,16 @@ def _attention_worst(a: FSpikeAttention) -> int:
 
 
 def _attention_scale(pop: FPopulation, syns: list[FSynapse], atts: list[FSpikeAttention],
-                     max_in: dict[str, int]) -> float:
+                     max_in: dict[str, int], timesteps: int = 1) -> float:
     """The scale of a population that spike attentions feed: within every limit of
     :func:`_scale_for` (the worst-case input now includes the attention's largest count), and
     such that the first attention's float scale becomes an exact shift: ``k * scale = 2**s``
     with ``s <= WEIGHT_EXP_MAX`` (the output is then ``(A V) << s``, no rounding at all)."""
     worst = sum(a.scale * _attention_worst(a) for a in atts)
-    worst += sum(_worst_input(s.op.weight, 0, max_in.get(s.source, 1), isinstance(s.op, FConv))
-                 for s in syns)
-    caps = _range_caps(pop, worst)
+    worst += _worst_per_scale(syns, max_in)
+    caps = _range_caps(pop, worst, timesteps)
     if syns:
-        caps.append(_scale_for(pop, syns, max_in))
+        caps.append(_scale_for(pop, syns, max_in, timesteps))
     ref = atts[0].scale
     if ref <= 0:
         raise GraphError(f"synapse {atts[0].name!r}: attention scale {ref} must be positive")
@@ -304,15 +399,21 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
     Raises:
         GraphError: a spike attention into a readout, an attention scale that no shift in
             Loihi's exponent range reaches, bit planes into a max pooling, or a result that
-            fails :meth:`QGraph.validate`.
+            fails :meth:`QGraph.validate` or the Lava target's limits
+            (:func:`core.graph.check_lava_limits`: every target runs the same graphs).
     """
     if input_exp_zero is None:
         input_exp_zero = input_bitplanes
     graded_in = fg.input.kind == "graded"
     planes = int(fg.input.max_value).bit_length() if (input_bitplanes and graded_in) else 0
     exp_zero_on_input = graded_in and input_exp_zero
+    dt = fg.metadata.get("dt")
     report = QuantReport(populations={}, synapses={}, warnings=list(fg.notes),
-                         input_bitplanes=planes)
+                         input_bitplanes=planes, dt=None if dt is None else float(dt),
+                         dt_source=fg.metadata.get("dt_detail") or fg.metadata.get("dt_source"))
+    if input_bitplanes and not graded_in:
+        report.warnings.append("input bit planes asked for, but the input is spikes (binary "
+                               "already): nothing to split")
     max_in = {INPUT: fg.input.max_value}  # largest value each source sends (spikes: 1)
     pops: dict[str, LIFPopulation] = {}
     readouts: dict[str, Readout] = {}
@@ -323,7 +424,7 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
         syns = [s for s in incoming if not isinstance(s, FSpikeAttention)]
         fixed = [s for s in syns if s.source == INPUT and exp_zero_on_input]
         k = _target_scale(fg, name, syns, atts, fixed, max_in)
-        worst_a_in = 0
+        worst_a_in = worst_inhibition = 0
         for s in syns:
             q = _quantize_synapse(s, k, max_in, exp_zero=s.source == INPUT and exp_zero_on_input,
                                   planes=planes if s.source == INPUT else 0,
@@ -332,6 +433,7 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
             report.synapses[s.name] = q.report
             report.warnings.extend(q.warnings)
             worst_a_in += q.worst_a_in
+            worst_inhibition += q.worst_inhibition
         for a in atts:
             qa = _quantize_attention(a, k)
             synapses.extend(qa.synapses)
@@ -342,21 +444,30 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
             readouts[name], report.populations[name] = _quantize_readout(fg.readouts[name], k)
             continue
         pops[name], report.populations[name], warnings = _quantize_population(
-            fg.populations[name], k, worst_a_in)
+            fg.populations[name], k, worst_a_in, worst_inhibition, fg.timesteps)
+        k_step = _target_scale(fg, name, syns, atts, fixed, max_in, timesteps=1)
+        if k < k_step:  # the accumulation over the sample's steps lowered the scale
+            warnings.insert(0, _accumulation_note(report.populations[name], name, k_step))
         report.warnings.extend(warnings)
         max_in[name] = 1
     meta = {**fg.metadata, "quantized": True}
     qg = QGraph(replace(fg.input, bitplanes=planes), pops, readouts, synapses, fg.timesteps,
                 meta)
     qg.validate()
+    # What one target cannot run, none runs: the Lava target's limits, and the integer NIR file
+    # it is shipped to the Lava worker as (a dry run of the writer), are checked here.
+    check_lava_limits(qg)
+    to_nir(qg)
     return qg, report
 
 
 def _target_scale(fg: FGraph, name: str, syns: list[FSynapse], atts: list[FSpikeAttention],
-                  fixed: list[FSynapse], max_in: dict[str, int]) -> float:
+                  fixed: list[FSynapse], max_in: dict[str, int],
+                  timesteps: int | None = None) -> float:
     """The scale ``k`` (integer units per unit of float voltage) of the population or readout
     ``name``: :func:`_scale_for`, or :func:`_attention_scale` when attentions feed it; no
     larger than lets the ``fixed`` synapses (weight exponent 0) fit their biggest weight.
+    u and v accumulate over ``timesteps`` steps (default: the graph's).
 
     Raises:
         GraphError: an attention into a readout, or one whose scale no shift reaches.
@@ -365,7 +476,9 @@ def _target_scale(fg: FGraph, name: str, syns: list[FSynapse], atts: list[FSpike
     if atts and pop is None:
         raise GraphError(f"synapse {atts[0].name!r}: a spike attention into the readout "
                          f"{name!r} is not supported (feed a population)")
-    k = _attention_scale(pop, syns, atts, max_in) if atts else _scale_for(pop, syns, max_in)
+    t = fg.timesteps if timesteps is None else timesteps
+    k = (_attention_scale(pop, syns, atts, max_in, t) if atts else
+         _scale_for(pop, syns, max_in, t))
     if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
         k = min(k, min((WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0), default=k))
     return k
@@ -380,6 +493,7 @@ class _Quantized:
     report: SynapseReport | AttentionReport
     warnings: list[str]
     worst_a_in: int
+    worst_inhibition: int = 0  # its largest inhibitory integer input in one step (>= 0)
 
 
 def _weight_exp(s: FSynapse, k: float, max_in: dict[str, int], exp_zero: bool) -> int:
@@ -407,20 +521,38 @@ def _quantize_synapse(s: FSynapse, k: float, max_in: dict[str, int], *, exp_zero
         bitplanes=planes or None,
     )
     warnings = []
+    floors = _floors_to_zero(w, exp, max_in.get(s.source, 1), conv)
+    report = replace(report, floors_to_zero=floors)
     if not np.any(w):
-        warnings.append(f"synapse {s.name}: every quantized weight is zero")
+        warnings.append(f"synapse {s.name}: every quantized weight is zero: it never changes "
+                        f"{s.target}")
+    elif floors:
+        warnings.append(f"synapse {s.name}: the most it delivers in one step floors to 0 "
+                        f"after its weight exponent {exp}: it never changes {s.target}")
     if clipped:
         warnings.append(f"synapse {s.name}: {clipped} weights clipped")
     worst = int(_worst_input(w, exp, max_in.get(s.source, 1), conv))
+    inhibition = math.ceil(_worst_sides(w, exp, max_in.get(s.source, 1), conv)[1])
     deployed: list[Dense | Conv | SpikeAttention]
     if planes:
         deployed = list(_bitplane_synapses(s, w, planes, input_size))
     elif conv:
         deployed = [Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding, s.op.groups,
-                         s.op.in_shape, s.op.out_shape, s.delay, s.op.max_pool, weight_exp=exp)]
+                         s.op.in_shape, s.op.out_shape, s.delay, s.op.max_pool, weight_exp=exp,
+                         lag=s.lag)]
     else:
-        deployed = [Dense(s.name, s.source, s.target, w, exp, s.delay)]
-    return _Quantized(deployed, report, warnings, worst)
+        deployed = [Dense(s.name, s.source, s.target, w, exp, s.delay, lag=s.lag)]
+    return _Quantized(deployed, report, warnings, worst, inhibition)
+
+
+def _floors_to_zero(w: np.ndarray, weight_exp: int, max_value: int, conv: bool) -> bool:
+    """Whether a synapse with integer weights ``w`` (none negative, not all zero) delivers 0
+    even when every input is at ``max_value`` at once: its largest per-output sum, shifted by
+    ``weight_exp``, floors to 0 (a negative sum never floors to 0)."""
+    if not np.any(w) or np.any(w < 0):
+        return False
+    reach = int(w.sum(axis=(1, 2, 3) if conv else (1,)).max()) * int(max_value)
+    return int(fx.floor_shift(reach, int(weight_exp))) == 0
 
 
 def _quantize_attention(a: FSpikeAttention, k: float) -> _Quantized:
@@ -447,26 +579,40 @@ def _quantize_attention(a: FSpikeAttention, k: float) -> _Quantized:
 
 
 def _quantize_readout(r: FReadout, k: float) -> tuple[Readout, ReadoutReport]:
-    """A readout at scale ``k``: its per-step bias rounded (None when all zero)."""
+    """A readout at scale ``k``: its per-step bias rounded (None when all zero) and its
+    membrane decay as a 12-bit ``dv`` (0 for the plain sum)."""
     bias = np.round(r.bias * k).astype(np.int64)
-    return Readout(r.name, r.shape, bias if np.any(bias) else None), ReadoutReport(scale=k)
+    dv = min(max(fx.decay_from_factor(r.beta), 0), fx.DV_MAX)
+    return (Readout(r.name, r.shape, bias if np.any(bias) else None, dv),
+            ReadoutReport(scale=k, dv=dv))
 
 
-def _quantize_population(p: FPopulation, k: float, worst_a_in: int
+def _quantize_population(p: FPopulation, k: float, worst_a_in: int, worst_inhibition: int = 0,
+                         timesteps: int = 0
                          ) -> tuple[LIFPopulation, PopulationReport, list[str]]:
     """A population at scale ``k``: threshold, decays (12 bits) and bias (mantissa and
-    exponent), with the 24-bit headroom of its worst-case input ``worst_a_in``."""
+    exponent), with the headroom of u and v (:class:`PopulationReport`) under its worst-case
+    input of one step ``worst_a_in`` (|input|) and ``worst_inhibition`` (inhibitory input),
+    accumulated over ``timesteps`` steps (0: unknown)."""
     vth_f = p.threshold * k
     vth = int(min(max(round(vth_f), 1), fx.VTH_MAX))
-    dv = min(max(fx.decay_from_factor(p.beta), 0), fx.DV_MAX)
-    du = fx.DU_MAX if p.alpha == 0 else min(max(fx.du_from_factor(p.alpha), 0), fx.DU_MAX)
+    du, dv = _decays(p)
     mant, bexp, bclip = _bias(p.bias * k * (1 << fx.ACT_SHIFT))
-    headroom = fx.A_IN_SAFE / worst_a_in if worst_a_in else float("inf")
+    u_steps, v_steps = _steps(p, timesteps)
+    worst_u = (1 << fx.ACT_SHIFT) * worst_a_in * u_steps
+    headroom = fx.UV_MAX / worst_u if worst_u else float("inf")
+    neg_bias = max(-int(fx.effective_bias(mant, bexp).min(initial=0)), 0)
+    v_reach = v_steps * ((1 << fx.ACT_SHIFT) * worst_inhibition * u_steps + neg_bias)
+    worst_v = None if math.isinf(v_reach) else math.ceil(v_reach)
+    v_headroom = (0.0 if worst_v is None else
+                  fx.V_LIMIT / worst_v if worst_v else float("inf"))
     report = PopulationReport(
         scale=k, vth=vth, vth_clipped=vth != round(vth_f), du=du, dv=dv, beta=p.beta,
         beta_quantized=fx.factor_from_dv(dv), alpha=p.alpha,
         alpha_quantized=0.0 if du == fx.DU_MAX else fx.factor_from_du(du), bias_exp=bexp,
         biases_clipped=bclip, worst_a_in=worst_a_in, a_in_headroom=headroom,
+        u_steps=u_steps, v_steps=v_steps, worst_v=worst_v, v_headroom=v_headroom,
+        timesteps=int(timesteps),
     )
     warnings = []
     if vth != round(vth_f):
@@ -475,10 +621,26 @@ def _quantize_population(p: FPopulation, k: float, worst_a_in: int
         warnings.append(f"{p.name}: {bclip} biases clipped")
     if headroom < 1:
         warnings.append(
-            f"{p.name}: worst-case synaptic input {worst_a_in} exceeds the 24-bit current "
-            f"({fx.A_IN_SAFE}); u wraps if every input is at its maximum at once"
-        )
+            f"{p.name}: worst-case synaptic input {worst_a_in} per step, accumulated over "
+            f"{u_steps:.3g} step(s) (du={du}), exceeds the 24-bit current ({fx.UV_MAX} after "
+            f"the shift by 2**{fx.ACT_SHIFT}); u wraps if every input is at its maximum at once")
+    if v_headroom < 1:
+        reach = "without bound (dv=0, T unknown)" if worst_v is None else f"to -{worst_v}"
+        warnings.append(
+            f"{p.name}: with every inhibitory input at its maximum for {v_steps:.3g} step(s) "
+            f"(dv={dv}), v can fall {reach}, below its saturation at -{fx.V_LIMIT}; the "
+            "scale is kept (lowering it would cost every weight resolution): runs count the "
+            f"saturations as overflow/v_saturate/{p.name}")
     return LIFPopulation(p.name, p.shape, du, dv, vth, mant, bexp), report, warnings
+
+
+def _accumulation_note(r: PopulationReport, name: str, k_step: float) -> str:
+    """The warning that a population's scale was lowered from ``k_step`` (one step's worst
+    input within range) to ``r.scale`` because u accumulates inputs over the sample."""
+    return (f"{name}: scale lowered from {k_step:.4g} to {r.scale:.4g} because the current "
+            f"holds up to {r.u_steps:.3g} steps of input (du={r.du}, T={r.timesteps}): then "
+            "even every input at its maximum, step after step, cannot wrap u at 24 bits "
+            "(resolution is lost)")
 
 
 def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
@@ -492,9 +654,9 @@ def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
             if s.op.max_pool is not None:
                 raise GraphError(f"synapse {s.name!r}: bit planes cannot feed a max pooling")
             out.append(Conv(name, INPUT, s.target, w, s.op.stride, s.op.padding, s.op.groups,
-                            s.op.in_shape, s.op.out_shape, s.delay, None, b, sl))
+                            s.op.in_shape, s.op.out_shape, s.delay, None, b, sl, lag=s.lag))
         else:
-            out.append(Dense(name, INPUT, s.target, w, b, s.delay, sl))
+            out.append(Dense(name, INPUT, s.target, w, b, s.delay, sl, lag=s.lag))
     return out
 
 
@@ -504,15 +666,20 @@ def _rel_error(q: np.ndarray, ref: np.ndarray) -> float:
 
 
 def format_report(report: QuantReport) -> str:
-    """The report as text: a table of populations, one of synapses, then the warnings."""
-    lines = ["population      vth    du    dv  bias_exp  worst a_in  headroom"]
+    """The report as text: a table of populations, one of synapses, then the warnings.
+
+    Per population: ``worst a_in`` (one step), ``u steps`` (how many steps' inputs the current
+    accumulates), ``headroom`` (u's, with that accumulation) and ``v headroom`` (how far
+    sustained inhibition stays from v's saturation); see :class:`PopulationReport`."""
+    lines = ["population      vth    du    dv  bias_exp  worst a_in  u steps  headroom  "
+             "v headroom"]
     for n, p in report.populations.items():
         if not isinstance(p, PopulationReport):
             lines.append(f"{n:<14} (readout, scale {p.scale:.4g})")
             continue
         lines.append(
             f"{n:<14}{p.vth:>5}{p.du:>6}{p.dv:>6}{p.bias_exp:>10}"
-            f"{p.worst_a_in:>12}{p.a_in_headroom:>10.2f}"
+            f"{p.worst_a_in:>12}{p.u_steps:>9.2f}{p.a_in_headroom:>10.2f}{p.v_headroom:>12.2f}"
         )
     lines.append("synapse         kind   exp  max|w|  clipped  rel.err")
     for n, s in report.synapses.items():
@@ -522,6 +689,8 @@ def format_report(report: QuantReport) -> str:
         )
     for w in report.warnings:
         lines.append(f"warning: {w}")
+    if report.dt is not None:
+        lines.append(f"dt: {report.dt:g} s ({report.dt_source or 'source unknown'})")
     return "\n".join(lines)
 
 
@@ -544,17 +713,24 @@ def main(argv: list[str] | None = None) -> int:
                     "beside it)")
     ap.add_argument("--dt", type=float, default=None, help="time step of a foreign NIR graph")
     ap.add_argument("--timesteps", type=int, default=None, help="timesteps, if not recorded")
+    ap.add_argument("--input", default=None, metavar="inputs.npy",
+                    help="the inputs the graph will run on, [sample, timestep, *input_shape]: "
+                    "their timestep axis gives T when the graph records none")
     ap.add_argument("--input-bitplanes", action="store_true",
                     help="deploy a graded (pixel) input as binary bit planes, each projecting "
                     "through the same weights with exponent +b: multiplication-free")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 if quantization gives any warning (a guessed dt, a synapse "
+                    "that never changes its target, clipping, ...); the file is still written")
     add_output_flags(ap)
     args = ap.parse_args(argv)
     out = Path(args.output) if args.output else default_output(args.model)
     if out.resolve() == Path(args.model).resolve():
         raise UserError(f"output {out} is the input file; give another name with -o")
     check_writable(out)
-    qg, report = quantize(import_nir(args.model, dt=args.dt, timesteps=args.timesteps),
-                          input_bitplanes=args.input_bitplanes)
+    fg = import_nir(args.model, dt=args.dt, timesteps=args.timesteps,
+                    input_timesteps=input_timesteps(args.input))
+    qg, report = quantize(fg, input_bitplanes=args.input_bitplanes)
     write_qgraph(out, qg, report.to_dict())
     summary = (f"wrote {out} ({len(qg.populations)} populations, {len(qg.readouts)} readouts, "
                f"{len(qg.synapses)} synapses; T={qg.timesteps}"
@@ -564,7 +740,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_report(report))
         print(summary)
-    return 0
+    return 1 if args.strict and report.warnings else 0
+
+
+def input_timesteps(path: str | Path | None) -> int | None:
+    """The T axis of an input file ``[sample, timestep, *input_shape]`` (.npy, read lazily),
+    or None without a file.
+
+    Raises:
+        UserError: no such file, not a .npy array, or fewer than two axes.
+    """
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: no such input file")
+    try:
+        shape = np.load(p, mmap_mode="r", allow_pickle=False).shape
+    except Exception as e:  # np.load raises several types for a file that is not .npy
+        raise UserError(f"{p}: not a .npy array ({type(e).__name__}: {e})") from None
+    if len(shape) < 2:
+        raise UserError(f"{p}: inputs must be [sample, timestep, *input_shape]; got shape "
+                        f"{list(shape)}")
+    return int(shape[1])
 
 
 if __name__ == "__main__":

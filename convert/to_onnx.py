@@ -24,7 +24,9 @@ Inputs (``lanes`` is a free batch dimension; docs/onnx.md has the full table):
 
 Outputs: ``spikes/<population>`` (bool [lanes, size]), ``readout/<readout>`` (int64 [lanes,
 size], without bias), ``events/<synapse>`` (int64 [lanes], the synaptic events its sources
-caused at step k), and ``next/<name>`` for every state input and for ``step``. The metadata
+caused at step k), ``overflow/<kind>/<population>`` (int64 [lanes], the neurons whose update at
+step k overflowed so: ``core.fixedpoint.OVERFLOW_KINDS``), and ``next/<name>`` for every state
+input and for ``step``. The metadata
 property ``neurodeploy`` (JSON) holds what a driver needs: T, every node's latency, the state
 shapes, the readout biases and the input's kind. ``targets.onnx_rt`` is the driver.
 """
@@ -43,7 +45,7 @@ from core import fixedpoint as fx
 from core.cli import add_output_flags, check_writable, print_json, run_cli
 from core.errors import EnvironmentMissingError, GraphError, UserError
 from core.files import write_atomic
-from core.graph import INPUT, Conv, Dense, QGraph, SpikeAttention, synapse_sources
+from core.graph import INPUT, Conv, Dense, QGraph, SpikeAttention, synapse_lag, synapse_sources
 
 try:  # the `onnx` extra (pyproject.toml); .ci/setup-env installs it into .venv
     import onnx
@@ -295,9 +297,11 @@ def _attention(b: _Builder, graph: QGraph, s: SpikeAttention, vals: dict[str, st
     return out, b.op("Add", [ands, adds], f"{s.name}.events")
 
 
-def _lif(b: _Builder, graph: QGraph, name: str, a_in: str, lat: int) -> tuple[str, str, str]:
-    """Reset, then N1-N6 of docs/integer-nir.md §5 (fixedpoint.lif_step); returns the
-    names of (u, v, spikes)."""
+def _lif(b: _Builder, graph: QGraph, name: str, a_in: str, lat: int
+         ) -> tuple[str, str, str, dict[str, str]]:
+    """Reset, then N1-N6 of docs/integer-nir.md §5 (fixedpoint.lif_step_overflow); returns the
+    names of (u, v, spikes) and, per kind of ``fixedpoint.OVERFLOW_KINDS``, of the number of
+    the lane's neurons that overflowed so at this step (int64 [lanes])."""
     p = graph.populations[name]
     zero = b.i64(0)
     reset = b.op("Equal", [b.op("Mod", [b.op("Sub", ["step", b.i64(lat)]),
@@ -306,8 +310,10 @@ def _lif(b: _Builder, graph: QGraph, name: str, a_in: str, lat: int) -> tuple[st
     u0 = b.op("Where", [reset, zero, f"u/{name}"], f"{name}.u0")
     v0 = b.op("Where", [reset, zero, f"v/{name}"], f"{name}.v0")
     u1 = b.trunc12(b.op("Mul", [u0, b.i64(fx.DECAY_UNITY - (p.du + 1))]))  # N1
-    a64 = b.wrap(b.op("Mul", [a_in, b.i64(1 << fx.ACT_SHIFT)]), 32)  # N2
-    u2 = b.wrap(b.op("Add", [u1, a64]), 32)
+    shifted = b.op("Mul", [a_in, b.i64(1 << fx.ACT_SHIFT)])
+    a64 = b.wrap(shifted, 32)  # N2
+    total = b.op("Add", [u1, a64])
+    u2 = b.wrap(total, 32)
     top, span = b.i64(fx.UV_MAX), b.i64(2 * fx.UV_MAX)  # N3: one correction, not a modulo
     u3 = b.op("Where", [b.op("Greater", [u2, top]), b.op("Sub", [u2, span]), u2])
     u = b.op("Where", [b.op("LessOrEqual", [u3, b.i64(-fx.UV_MAX)]), b.op("Add", [u3, span]),
@@ -315,10 +321,23 @@ def _lif(b: _Builder, graph: QGraph, name: str, a_in: str, lat: int) -> tuple[st
     v1 = b.trunc12(b.op("Mul", [v0, b.i64(fx.DECAY_UNITY - p.dv)]))  # N4
     bias = fx.effective_bias(np.asarray(p.bias_mant, dtype=np.int64), p.bias_exp)
     vsum = b.op("Add", [b.op("Add", [v1, u]), b.const(bias, f"{name}.bias")])
-    v2 = b.op("Clip", [b.wrap(vsum, 32), b.i64(-fx.V_LIMIT), b.i64(fx.V_LIMIT)])  # N5
+    v32 = b.wrap(vsum, 32)
+    v2 = b.op("Clip", [v32, b.i64(-fx.V_LIMIT), b.i64(fx.V_LIMIT)])  # N5
     spikes = b.op("Greater", [v2, b.i64(p.vth << fx.VTH_SHIFT)], f"{name}.spiking")  # N6
     v = b.op("Where", [spikes, zero, v2], f"{name}.v")
-    return u, v, spikes
+
+    def differs(x: str, y: str) -> str:
+        return b.op("Not", [b.op("Equal", [x, y])])
+
+    flags = {  # fixedpoint.Overflow, flag by flag
+        "a_in_wrap": b.op("Or", [differs(a64, shifted), differs(u2, total)]),
+        "u_wrap": differs(u, u2),
+        "v_wrap": differs(v32, vsum),
+        "v_saturate": b.op("Less", [v32, b.i64(-fx.V_LIMIT)]),
+    }
+    counts = {k: b.op("ReduceSum", [b.op("Cast", [f], to=TensorProto.INT64), b.ints([1], "ax")],
+                      f"{name}.{k}", keepdims=0) for k, f in flags.items()}
+    return u, v, spikes, counts
 
 
 def to_onnx(graph: QGraph) -> Any:
@@ -360,9 +379,11 @@ def to_onnx(graph: QGraph) -> Any:
             emit(a_in, f"readout/{node}", i64, [LANES, graph.readouts[node].size])
             continue
         size = graph.populations[node].size
-        u, v, s_ = _lif(b, graph, node, a_in, meta["latency"][node])
+        u, v, s_, overflow = _lif(b, graph, node, a_in, meta["latency"][node])
         spikes[node] = s_
         emit(s_, f"spikes/{node}", TensorProto.BOOL, [LANES, size])
+        for kind in fx.OVERFLOW_KINDS:
+            emit(overflow[kind], f"overflow/{kind}/{node}", i64, [LANES])
         emit(u, f"next/u/{node}", i64, [LANES, size])
         emit(v, f"next/v/{node}", i64, [LANES, size])
     # 2. every synapse reads this step's values; its output enters the delay line (T3)
@@ -382,6 +403,14 @@ def to_onnx(graph: QGraph) -> Any:
                                     b.i64(graph.timesteps)], f"{s.name}.carries")
             out = b.op("Where", [carries, out, b.i64(0)], f"{s.name}.carried")
             ev = b.op("Where", [carries, ev, b.i64(0)], f"{s.name}.carried_events")
+        elif synapse_lag(s):  # T9: a model delay carries nothing past its sample's end
+            src_lat = 0 if s.source == INPUT else meta["latency"][s.source]
+            phase = b.op("Mod", [b.op("Sub", ["step", b.i64(src_lat)]),
+                                 b.i64(graph.timesteps)], fmod=0)
+            carries = b.op("Less", [b.op("Add", [phase, b.i64(synapse_lag(s))]),
+                                    b.i64(graph.timesteps)], f"{s.name}.lag_carries")
+            out = b.op("Where", [carries, out, b.i64(0)], f"{s.name}.lag_carried")
+            ev = b.op("Where", [carries, ev, b.i64(0)], f"{s.name}.lag_carried_events")
         new = b.op("Unsqueeze", [out, b.ints([1], "ax")], f"{s.name}.sent")
         if depth > 1:
             rest = b.op("Slice", [f"line/{s.name}", b.ints([1], "lo"), b.ints([depth], "hi"),

@@ -12,7 +12,7 @@ wrap/saturation that Lava's bit-accurate models apply.
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -86,20 +86,87 @@ def effective_bias(bias_mant, bias_exp: int):
     return floor_shift(bias_mant, int(bias_exp))
 
 
+# The overflow events of one neuron update (:class:`Overflow`), in the order of the rules.
+OVERFLOW_KINDS = ("a_in_wrap", "u_wrap", "v_wrap", "v_saturate")
+
+
+class Overflow(NamedTuple):
+    """Where one step of :func:`lif_step_overflow` left the arithmetic of unbounded integers:
+    boolean arrays of the neurons' shape, one per case the neuron model implements.
+
+    - ``a_in_wrap``: ``a_in << 6``, or its sum with the decayed current, wrapped at 32 bits
+      (Lava computes both in int32; rule N2 of docs/integer-nir.md);
+    - ``u_wrap``: the current left 24 bits and took the one correction of rule N3;
+    - ``v_wrap``: ``v' + u + bias`` wrapped at 32 bits (rule N5; only after u left 24 bits);
+    - ``v_saturate``: v was clipped at its lower limit ``-(2**23 - 1)`` (rule N5). Clipping at
+      the upper limit is not an overflow: ``2**23 - 1 > vth << 6`` for every valid ``vth``,
+      so such a neuron spikes and resets to 0 exactly as it would without the clip.
+    """
+
+    a_in_wrap: Any
+    u_wrap: Any
+    v_wrap: Any
+    v_saturate: Any
+
+
+def lif_step_overflow(u, v, a_in, du: int, dv: int, vth: int, bias):
+    """One timestep of Lava's PyLifModelBitAcc, and where it overflowed.
+
+    Returns ``(u, v, spikes, overflow)``: ``u``, ``v`` (already reset where it spiked) of the
+    neurons' shape, ``spikes`` boolean, ``overflow`` an :class:`Overflow` of boolean arrays.
+    ``a_in`` is the integer synaptic input of this step (an array of u's shape, or the int 0),
+    ``bias`` the effective bias (see :func:`effective_bias`). The arithmetic is rules N1-N6 of
+    docs/integer-nir.md; the flags only observe it.
+    """
+    xp = _xp(u)
+    # Lava shifts and adds in int32: beyond |a_in| >= 2**25 that wraps at 32 bits before the
+    # 24-bit correction (the quantizer sizes u so that it stays within 24 bits; this keeps
+    # us exact regardless, and the flags say when it happened).
+    shifted = a_in << ACT_SHIFT
+    shifted32 = wrap_signed(shifted, 32)
+    total = decay_u(u, du) + shifted32
+    total32 = wrap_signed(total, 32)
+    u = wrap_u(total32)
+    v_sum = decay_v(v, dv) + u + bias
+    v_sum32 = wrap_signed(v_sum, 32)
+    v = saturate_v(v_sum32)
+    spikes = v > (vth << VTH_SHIFT)
+    v = xp.where(spikes, xp.zeros_like(v), v)
+    overflow = Overflow(a_in_wrap=(total32 != total) | (shifted32 != shifted),
+                        u_wrap=u != total32, v_wrap=v_sum32 != v_sum,
+                        v_saturate=v_sum32 < -V_LIMIT)
+    return u, v, spikes, overflow
+
+
 def lif_step(u, v, a_in, du: int, dv: int, vth: int, bias):
     """One timestep of Lava's PyLifModelBitAcc. Returns ``(u, v, spikes)``.
 
     ``a_in`` is the integer synaptic input of this step, ``bias`` the effective bias
     (see :func:`effective_bias`). ``spikes`` is a boolean array; ``v`` is already reset.
+    The same arithmetic as :func:`lif_step_overflow`, without the overflow flags.
     """
-    xp = _xp(u)
-    # Lava shifts and adds in int32: beyond |a_in| >= 2**25 that wraps at 32 bits before the
-    # 24-bit correction (our quantizer keeps |a_in| < 2**17; this keeps us exact regardless).
-    u = wrap_u(wrap_signed(decay_u(u, du) + wrap_signed(a_in << ACT_SHIFT, 32), 32))
-    v = saturate_v(wrap_signed(decay_v(v, dv) + u + bias, 32))
-    spikes = v > (vth << VTH_SHIFT)
-    v = xp.where(spikes, xp.zeros_like(v), v)
+    u, v, spikes, _ = lif_step_overflow(u, v, a_in, du, dv, vth, bias)
     return u, v, spikes
+
+
+def readout_membrane(currents, bias, dv: int):
+    """A readout's membrane from its recorded currents: int64 [N, T, size] -> [N, T, size].
+
+    ``v[t] = decay_v(v[t-1], dv) + ((currents[t] + bias) << ACT_SHIFT)``, ``v[-1] = 0``: the
+    voltage arithmetic of a population without threshold, saturation or reset, computed
+    off-chip (int64) from the currents every target records identically. ``dv = 0`` is the
+    plain running sum of the currents (an ``Output``); ``bias`` (flat [size] or None) is the
+    readout's per-step bias.
+    """
+    xp = _xp(currents)
+    a = currents if bias is None else currents + bias
+    a = a << ACT_SHIFT
+    v = a[:, 0] * 0
+    out = []
+    for t in range(a.shape[1]):
+        v = decay_v(v, int(dv)) + a[:, t]
+        out.append(v)
+    return xp.stack(out, 1) if out else a
 
 
 def dense_output(acc, weight_exp: int):

@@ -4,7 +4,9 @@ A graph is populations of Loihi LIF neurons and readouts, joined by synapses. A 
 linear map (Dense or Conv) from one source (the input or a population) to one target (a
 population or a readout); several synapses into one target add up. Every synapse costs one
 timestep of latency on the deployed chip, plus its ``delay`` (latency balancing; see
-docs/contract.md, "Time", and docs/integer-nir.md).
+docs/contract.md, "Time", and docs/integer-nir.md). A synapse from a population onto itself is
+recurrent (:func:`is_recurrent`): it carries the spikes of step t to step t + 1 + delay of the
+same sample, and is left out of the order and the latency of the nodes.
 
 What makes a graph valid is a list of small named rules at the end of this module
 (:meth:`QGraph.validate`), and the Lava target's extra limits another (:func:`check_lava_limits`).
@@ -25,9 +27,11 @@ from core.ops import conv2d, conv2d_out_hw
 INPUT = "input"
 
 __all__ = ["INPUT", "GraphError", "InputSpec", "LIFPopulation", "Readout", "Dense", "Conv",
-           "SpikeAttention", "Synapse", "QGraph", "synapse_sources", "topo_order",
+           "SpikeAttention", "Synapse", "QGraph", "synapse_sources", "synapse_lag",
+           "lag_carries", "is_recurrent",
+           "recurrent_carries", "find_cycle", "loop_error", "topo_order",
            "node_latencies", "balance_delays", "check_rules", "SYNAPSE_RULES",
-           "POPULATION_RULES", "GRAPH_RULES", "LAVA_RULES", "LAVA_MAX_DELAY",
+           "POPULATION_RULES", "GRAPH_RULES", "LAVA_RULES", "LAVA_MAX_DELAY", "LAVA_CONV_FIELD_MAX",
            "runs_as_dense_on_lava", "check_lava_limits"]
 
 
@@ -77,11 +81,18 @@ class LIFPopulation:
 
 @dataclass
 class Readout:
-    """Integer synaptic currents delivered off-chip each step; ``bias`` is added per step."""
+    """Integer synaptic currents delivered off-chip each step; ``bias`` is added per step.
+
+    Its membrane, computed off-chip from the recorded currents by every target alike
+    (:func:`core.fixedpoint.readout_membrane`), is ``v[t] = decay_v(v[t-1], dv) +
+    ((current[t] + bias) << 6)``: ``dv = 0`` sums the currents (an ``Output``), ``dv > 0`` is
+    a leaky integrator (NIR ``LI``). The class score is ``v`` at the last step ``>> 6``.
+    """
 
     name: str
     shape: tuple[int, ...]
     bias: np.ndarray | None = None  # int64, flat [size]
+    dv: int = 0  # membrane decay, 12 bits as a population's (0: no leak, the plain sum)
 
     @property
     def size(self) -> int:
@@ -98,6 +109,9 @@ class Dense:
     delay: int = 0  # extra steps on top of the one every synapse takes (latency balancing)
     # read only source[start:stop] of the flat source vector (one bit plane of the input)
     source_slice: tuple[int, int] | None = None
+    # model delay (a NIR Delay): the spikes of step t reach the target at step t + lag of the
+    # same sample (none that would leave it); part of ``delay`` (see :func:`synapse_lag`)
+    lag: int = 0
 
 
 @dataclass
@@ -127,6 +141,7 @@ class Conv:
     # source[start:stop] and shifts by +b.
     weight_exp: int = 0
     source_slice: tuple[int, int] | None = None
+    lag: int = 0  # model delay (a NIR Delay), part of ``delay``: see Dense.lag, synapse_lag
 
     @property
     def conv_shape(self) -> tuple[int, int, int]:
@@ -177,8 +192,100 @@ def synapse_sources(s: Any) -> tuple[str, ...]:
     return tuple(srcs) if srcs else (s.source,)
 
 
+def synapse_lag(s: Any) -> int:
+    """A synapse's model delay in steps (``lag``, from a NIR ``Delay``; 0 for most): in the
+    trained model it delivers the spikes of step t at step ``t + lag`` of the same sample, and
+    nothing that would arrive after the sample's last step (:func:`lag_carries`). It is part of
+    the deployed ``delay`` (``lag <= delay``): a node's latency counts ``1 + delay - lag``."""
+    return int(getattr(s, "lag", 0) or 0)
+
+
+def lag_carries(step: int, latency: int, timesteps: int, lag: int) -> bool:
+    """Whether a synapse with model delay ``lag`` (> 0) carries what its source, of
+    ``latency``, emits at global ``step``: sample step ``t = (step - latency) mod T`` must
+    still be inside the sample at ``t + lag``, else it would reach the next sample's first
+    steps, where the trained model has nothing. (:func:`recurrent_carries` is the same rule
+    for a recurrent synapse, whose model delay is ``1 + delay``.)"""
+    return (step - latency) % timesteps + lag < timesteps
+
+
+def is_recurrent(s: Any) -> bool:
+    """A recurrent synapse: one that reads its own target (a population onto itself).
+
+    It carries the spikes of step t to step ``t + 1 + delay`` of the same sample, in the
+    trained model and on the chip alike (docs/integer-nir.md §6): what the population emits
+    in the last ``1 + delay`` steps of a sample is dropped (:func:`recurrent_carries`). It
+    plays no part in the order of the nodes or their latency.
+    """
+    return s.target in synapse_sources(s)
+
+
+def recurrent_carries(step: int, latency: int, timesteps: int, delay: int) -> bool:
+    """Whether a recurrent synapse onto a population of ``latency`` carries what the
+    population emits at global ``step`` of the deployed timeline: those spikes belong to
+    sample step ``t = (step - latency) mod T`` and would arrive at ``t + 1 + delay``, which
+    must still be inside the sample (else the next sample's first steps would receive them,
+    where the trained model has no recurrent input). Steps before ``latency`` (no sample yet)
+    count as the end of the sample before sample 0."""
+    return (step - latency) % timesteps + 1 + delay < timesteps
+
+
+def find_cycle(nodes: list[str], synapses: Sequence[Any]) -> list[str] | None:
+    """A cycle through ``nodes`` over the non-recurrent synapses, as the list of its nodes
+    with the first repeated at the end (``[a, b, a]``), or None."""
+    succ: dict[str, list[str]] = {n: [] for n in nodes}
+    for s in synapses:
+        if is_recurrent(s):
+            continue
+        for src in synapse_sources(s):
+            if src in succ and s.target in succ:
+                succ[src].append(s.target)
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in succ[n]:
+            if state.get(m) == 1:
+                return [*path[path.index(m):], m]
+            if m not in state and (loop := visit(m)) is not None:
+                return loop
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in nodes:
+        if n not in state and (loop := visit(n)) is not None:
+            # start at the loop's entry: its first node fed from outside the loop
+            ring = loop[:-1]
+            entry = next((i for i, m in enumerate(ring) if any(
+                s.target == m and not is_recurrent(s) and
+                any(src not in ring for src in synapse_sources(s)) for s in synapses)), 0)
+            ring = ring[entry:] + ring[:entry]
+            return [*ring, ring[0]]
+    return None
+
+
+def loop_error(loop: list[str]) -> GraphError:
+    """The one-line refusal of a loop through several populations (``loop`` from
+    :func:`find_cycle`): on the pipelined chip it takes one step per synapse, where the
+    trained model's loop takes one step in all."""
+    k = len(loop) - 1
+    return GraphError(
+        f"recurrent loop {' -> '.join(repr(n) for n in loop)} runs through {k} populations: "
+        f"it takes {k} steps on the chip (one per synapse) but 1 in the trained model; only "
+        "a population's synapses onto itself can be recurrent")
+
+
 def topo_order(nodes: list[str], synapses: list) -> list[str]:
-    """``nodes`` ordered so that every synapse's source precedes its target."""
+    """``nodes`` ordered so that every synapse's source precedes its target (recurrent
+    synapses, :func:`is_recurrent`, are left out: they deliver one step later).
+
+    Raises:
+        GraphError: a loop through several nodes (named), or a synapse from an unknown node.
+    """
+    synapses = [s for s in synapses if not is_recurrent(s)]
     done = {INPUT}
     pending = list(nodes)
     out: list[str] = []
@@ -186,6 +293,9 @@ def topo_order(nodes: list[str], synapses: list) -> list[str]:
         ready = [n for n in pending if all(src in done for s in synapses if s.target == n
                                            for src in synapse_sources(s))]
         if not ready:
+            loop = find_cycle(list(pending), synapses)
+            if loop is not None:
+                raise loop_error(loop)
             raise GraphError(f"graph has a cycle or dangling source among {pending}")
         for n in ready:
             out.append(n)
@@ -202,7 +312,9 @@ def node_latencies(nodes: list[str], synapses: Sequence[Any], *,
     ``sources``), ``target`` and ``delay`` (the integer IR's synapses and the float graph's).
     Walking in :func:`topo_order`, a synapse from ``src`` delivers at ``latency[src] + 1 +
     delay`` (every deployed synapse takes one step, plus its balancing delay); a node's latency
-    is its latest delivery. The input has latency 0.
+    is its latest delivery. The input has latency 0. Recurrent synapses (:func:`is_recurrent`)
+    are ignored: a population's spikes reach it again one step later, exactly when it takes
+    its next input step, whatever its latency.
 
     ``balanced=True`` (a deployed graph) refuses a node whose inputs arrive on different steps:
     the deployed net would then compute something other than the trained one.
@@ -214,8 +326,8 @@ def node_latencies(nodes: list[str], synapses: Sequence[Any], *,
     """
     lat = {INPUT: 0}
     for n in topo_order(nodes, list(synapses)):
-        depths = {lat[src] + 1 + s.delay for s in synapses if s.target == n
-                  for src in synapse_sources(s)}
+        depths = {lat[src] + 1 + s.delay - synapse_lag(s) for s in synapses if s.target == n
+                  and not is_recurrent(s) for src in synapse_sources(s)}
         if not depths:
             raise GraphError(f"node {n!r} has no incoming synapse")
         if balanced and len(depths) > 1:
@@ -238,6 +350,9 @@ def balance_delays(nodes: list[str], synapses: Sequence[_Syn]) -> list[_Syn]:
     :func:`node_latencies` (``balanced=False``), so a path that is already long enough keeps
     its delay and a shorter one waits. Same order as ``synapses``; the inputs are not changed.
 
+    A recurrent synapse (:func:`is_recurrent`) keeps its delay: it is part of the model (the
+    spikes of step t arrive at step t + 1 + delay), not a balancing delay.
+
     Raises:
         GraphError: a multi-source synapse (spike attention) whose sources have different
             latencies: a product of spikes needs all of them from the same step, so it must be
@@ -252,7 +367,9 @@ def balance_delays(nodes: list[str], synapses: Sequence[_Syn]) -> list[_Syn]:
                     f"synapse {s.name!r}: its sources {srcs} have different "
                     f"latencies {[lat[x] for x in srcs]}; a product of spikes "
                     "needs all of them from the same step (balance them upstream)")
-    return [replace(s, delay=lat[s.target] - lat[s.source] - 1) for s in synapses]
+    return [s if is_recurrent(s) else
+            replace(s, delay=lat[s.target] - lat[s.source] - 1 + synapse_lag(s))
+            for s in synapses]
 
 
 @dataclass
@@ -388,9 +505,14 @@ def conv_chains(g: QGraph, s: Conv) -> None:
 
 
 def delay_not_negative(g: QGraph, s: Synapse) -> None:
-    """A balancing delay only holds back, never advances."""
+    """A balancing delay only holds back, never advances; a model delay (``lag``) is part of
+    the deployed delay, and not on a recurrent synapse (whose ``delay`` is its model delay)."""
     if s.delay < 0:
         raise GraphError(f"synapse {s.name!r}: negative delay {s.delay}")
+    lag = synapse_lag(s)
+    if lag < 0 or lag > s.delay or (lag and is_recurrent(s)):
+        raise GraphError(f"synapse {s.name!r}: lag {lag} outside [0, delay {s.delay}]"
+                         + (" on a recurrent synapse" if lag and is_recurrent(s) else ""))
 
 
 def weight_exp_in_range(g: QGraph, s: Dense | Conv) -> None:
@@ -438,6 +560,14 @@ def attention_shapes(g: QGraph, s: SpikeAttention) -> None:
                          f"dim divisible by {s.heads} heads")
 
 
+def attention_not_recurrent(g: QGraph, s: SpikeAttention) -> None:
+    """An attention never reads its own target (only Dense and Conv synapses can be
+    recurrent)."""
+    if is_recurrent(s):
+        raise GraphError(f"synapse {s.name!r}: a spike attention cannot read its own target "
+                         f"{s.target!r} (recurrent attention is not supported)")
+
+
 def attention_shift_in_range(g: QGraph, s: SpikeAttention) -> None:
     """The output shift is a weight exponent: ``WEIGHT_EXP_MIN <= shift <= WEIGHT_EXP_MAX``."""
     if not fx.WEIGHT_EXP_MIN <= s.shift <= fx.WEIGHT_EXP_MAX:
@@ -471,6 +601,13 @@ def bias_mantissa_in_13_bits(g: QGraph, p: LIFPopulation) -> None:
         raise GraphError(f"population {p.name!r}: bias mantissa outside 13 bits")
 
 
+def readout_decay_in_range(g: QGraph) -> None:
+    """Every readout's ``dv`` in ``[0, DV_MAX]`` (12 bits, as a population's)."""
+    for r in g.readouts.values():
+        if not 0 <= int(r.dv) <= fx.DV_MAX:
+            raise GraphError(f"readout {r.name!r}: dv={r.dv} outside [0, {fx.DV_MAX}]")
+
+
 def paths_balanced(g: QGraph) -> None:
     """Every node's inputs arrive on one step (see :meth:`QGraph.latency`)."""
     g.latency()
@@ -484,11 +621,12 @@ SYNAPSE_RULES: dict[type, tuple[SynapseRule, ...]] = {
     Dense: (*_CONNECTION_RULES, dense_shape, *_RANGE_RULES),
     Conv: (*_CONNECTION_RULES, conv_output_shape, conv_chains, *_RANGE_RULES),
     SpikeAttention: (attention_three_sources, attention_ends_exist, attention_sources_spike,
-                     attention_shapes, delay_not_negative, attention_shift_in_range),
+                     attention_shapes, attention_not_recurrent, delay_not_negative,
+                     attention_shift_in_range),
 }
 POPULATION_RULES: tuple[PopulationRule, ...] = (
     population_parameters_in_range, bias_shape, bias_mantissa_in_13_bits)
-GRAPH_RULES: tuple[GraphRule, ...] = (paths_balanced,)
+GRAPH_RULES: tuple[GraphRule, ...] = (readout_decay_in_range, paths_balanced)
 
 
 def check_rules(g: QGraph, synapse_rules: dict[type, tuple[SynapseRule, ...]],
@@ -517,6 +655,8 @@ def check_rules(g: QGraph, synapse_rules: dict[type, tuple[SynapseRule, ...]],
 # validate(): torch_ref and event_sim run them; the Lava target checks them before it builds.
 
 LAVA_MAX_DELAY = 63  # Lava's DelayDense (Loihi 2): 6 bits of synaptic delay
+# Lava's Conv keeps kernel size, stride, padding and groups in signed 8-bit Vars.
+LAVA_CONV_FIELD_MAX = 127
 
 
 def runs_as_dense_on_lava(s: Conv) -> bool:
@@ -554,9 +694,25 @@ def lava_dense_conv_cannot_wrap(g: QGraph, s: Conv) -> None:
                          "which does not wrap")
 
 
+def lava_conv_fields_fit(g: QGraph, s: Conv) -> None:
+    """A Conv run by Lava's own ``Conv`` has kernel size, stride and padding of at most
+    :data:`LAVA_CONV_FIELD_MAX` (Lava stores them in signed 8-bit Vars, where 128 wraps).
+    ``groups`` may be larger: the Lava target merges groups until at most that many remain
+    (``targets.loihi.layout.lava_conv_groups``)."""
+    if runs_as_dense_on_lava(s):
+        return
+    fields = {"kernel": tuple(int(k) for k in s.weight.shape[2:]),
+              "stride": tuple(int(x) for x in s.stride),
+              "padding": tuple(int(x) for x in s.padding)}
+    for key, val in fields.items():
+        if max(val) > LAVA_CONV_FIELD_MAX:
+            raise GraphError(f"synapse {s.name!r}: {key} {val} is larger than "
+                             f"{LAVA_CONV_FIELD_MAX}, the most Lava's Conv can hold (8 bits)")
+
+
 LAVA_RULES: dict[type, tuple[SynapseRule, ...]] = {
     Dense: (lava_delay_fits,),
-    Conv: (lava_dense_conv_cannot_wrap, lava_delay_fits),
+    Conv: (lava_dense_conv_cannot_wrap, lava_conv_fields_fit, lava_delay_fits),
     SpikeAttention: (),
 }
 

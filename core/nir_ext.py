@@ -148,6 +148,14 @@ def is_extension(node: Any) -> bool:
 
 def _node_from_dict(name: str, nd: dict[str, Any]) -> nir.NIRNode:
     t = _as_str(nd["type"])
+    if t == "NIRGraph":  # a nested subgraph (snnTorch's RLeaky): read its nodes the same way
+        try:
+            inner = {n: _node_from_dict(f"{name}.{n}", d) for n, d in nd["nodes"].items()}
+            edges = [tuple(_as_str(x) for x in e) for e in np.asarray(nd["edges"]).tolist()]
+        except (KeyError, TypeError, ValueError) as e:
+            raise GraphError(f"node {name!r} (NIRGraph): {type(e).__name__}: {e}") from None
+        return nir.NIRGraph(nodes=inner, edges=edges, metadata=dict(nd.get("metadata") or {}),
+                            type_check=False)
     if t.startswith(PREFIX):
         cls = EXTENSIONS.get(t[len(PREFIX):])
         if cls is None:
@@ -164,8 +172,65 @@ def _node_from_dict(name: str, nd: dict[str, Any]) -> nir.NIRNode:
         raise GraphError(f"node {name!r} ({t}): {type(e).__name__}: {e}") from None
 
 
+def flatten_subgraphs(g: Any) -> Any:
+    """``g`` with every nested subgraph node (a ``nir.NIRGraph`` among its nodes, as snnTorch
+    writes ``RLeaky``/``RSynaptic``) replaced by its inner nodes, named ``<subgraph>.<inner>``
+    (recursively: ``a.b.c``); ``g`` itself when it has none.
+
+    The subgraph's own ``Input`` and ``Output`` nodes are only its ports and disappear: an
+    outer edge into ``sub`` or ``sub.<its Input>`` goes to every inner node that Input feeds,
+    an outer edge from ``sub`` or ``sub.<its Output>`` comes from every inner node that feeds
+    the Output (``sub`` alone only when the subgraph has one such port). Outer edges may also
+    name any inner node directly (``sub.lif``).
+
+    Raises:
+        GraphError: a flattened name that another node already has, or a subgraph whose Input
+            feeds its Output directly.
+    """
+    if not any(isinstance(n, nir.NIRGraph) for n in g.nodes.values()):
+        return g
+    nodes: dict[str, Any] = {}
+    edges: list[tuple[str, str]] = []
+    into: dict[str, list[str]] = {}  # an outer edge's target name -> the flat nodes it feeds
+    out_of: dict[str, list[str]] = {}  # an outer edge's source name -> the flat nodes behind it
+    for name, node in g.nodes.items():
+        if not isinstance(node, nir.NIRGraph):
+            nodes[name] = node
+            continue
+        inner = flatten_subgraphs(node)
+        ports = {n for n, v in inner.nodes.items() if isinstance(v, nir.Input | nir.Output)}
+        for n, v in inner.nodes.items():
+            if n not in ports:
+                if f"{name}.{n}" in g.nodes:
+                    raise GraphError(f"subgraph {name!r}: its node {n!r} flattens to "
+                                     f"{name}.{n!r}, the name of another node")
+                nodes[f"{name}.{n}"] = v
+        for n in ports:
+            if isinstance(inner.nodes[n], nir.Input):
+                into[f"{name}.{n}"] = [f"{name}.{b}" for a, b in inner.edges if a == n]
+            else:
+                out_of[f"{name}.{n}"] = [f"{name}.{a}" for a, b in inner.edges if b == n]
+        for a, b in inner.edges:
+            if a in ports and b in ports:
+                raise GraphError(f"subgraph {name!r}: its input {a!r} feeds its output {b!r} "
+                                 "directly")
+            if a not in ports and b not in ports:
+                edges.append((f"{name}.{a}", f"{name}.{b}"))
+        ins = [n for n in ports if isinstance(inner.nodes[n], nir.Input)]
+        outs = [n for n in ports if isinstance(inner.nodes[n], nir.Output)]
+        if len(ins) == 1:
+            into[name] = into[f"{name}.{ins[0]}"]
+        if len(outs) == 1:
+            out_of[name] = out_of[f"{name}.{outs[0]}"]
+    for a, b in g.edges:
+        edges += [(x, y) for x in out_of.get(a, [a]) for y in into.get(b, [b])]
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=dict(g.metadata or {}),
+                        type_check=False)
+
+
 def read_nir(path: str | Path) -> nir.NIRGraph:
-    """Read a NIR file (standard or with neurodeploy extension nodes) into a ``nir.NIRGraph``.
+    """Read a NIR file (standard or with neurodeploy extension nodes) into a ``nir.NIRGraph``;
+    nested subgraphs are flattened (:func:`flatten_subgraphs`).
 
     Raises:
         GraphError: the file is missing, not HDF5/NIR, or has a node whose type or fields
@@ -183,5 +248,5 @@ def read_nir(path: str | Path) -> nir.NIRGraph:
         raise GraphError(f"{p}: not a readable NIR file ({type(e).__name__}: {e})") from None
     nodes = {name: _node_from_dict(name, nd) for name, nd in raw_nodes.items()}
     edges = [tuple(_as_str(x) for x in e) for e in raw_edges]
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=d.get("metadata", {}),
-                        type_check=False)
+    return flatten_subgraphs(nir.NIRGraph(nodes=nodes, edges=edges,
+                                          metadata=d.get("metadata", {}), type_check=False))

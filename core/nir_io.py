@@ -5,8 +5,10 @@ arrays hold the integers, with Loihi's parameters in node metadata:
 - population -> ``nir.LIF`` (float fields describe the same dynamics approximately) with
   metadata ``loihi_du, loihi_dv, loihi_vth, loihi_bias_exp`` and ``loihi_bias_mant`` (array);
 - Dense -> ``nir.Linear`` (integer weights) with metadata ``loihi_weight_exp``;
+- a recurrent synapse (a population onto itself) also has metadata ``loihi_recurrent = 1``;
 - Conv -> ``nir.Conv2d`` (integer weights, PyTorch layout and sense);
-- readout -> ``nir.Output`` with optional metadata ``loihi_readout_bias``;
+- readout -> ``nir.Output`` with optional metadata ``loihi_readout_bias`` and
+  ``loihi_readout_dv`` (a leaky readout's membrane decay; absent: 0, the plain sum);
 graph metadata ``neurodeploy_integer = 1``, ``timesteps``, ``input_kind``, ``input_max``.
 """
 
@@ -31,6 +33,8 @@ from core.graph import (
     QGraph,
     Readout,
     SpikeAttention,
+    is_recurrent,
+    synapse_lag,
 )
 from core.nir_ext import MaxPool2d
 from core.nir_ext import SpikeAttention as AttentionNode
@@ -95,6 +99,8 @@ def to_nir(qg: QGraph, report: Any = None) -> nir.NIRGraph:
         )
     for r in qg.readouts.values():
         md = {} if r.bias is None else {"loihi_readout_bias": r.bias.copy()}
+        if r.dv:
+            md["loihi_readout_dv"] = int(r.dv)
         nodes[r.name] = nir.Output({"output": np.array(r.shape)}, metadata=md)
     attention = False
     for s in qg.synapses:
@@ -119,24 +125,23 @@ def to_nir(qg: QGraph, report: Any = None) -> nir.NIRGraph:
                 raise GraphError(f"synapse {s.name!r}: NIR cannot express a Dense map into the "
                                  f"shaped population {s.target!r}")
         else:
-            nodes[s.name] = nir.Conv2d(
-                input_shape=tuple(s.in_shape[1:]), weight=s.weight.copy(), stride=s.stride,
-                padding=s.padding, dilation=(1, 1), groups=s.groups,
-                bias=np.zeros(s.weight.shape[0], dtype=np.int64),
-                metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.conv_shape),
-                          "loihi_weight_exp": s.weight_exp,
-                          **({} if s.source_slice is None else
-                             {"source_slice": np.array(s.source_slice)})},
-            )
+            nodes[s.name] = _conv_node(s)
             if s.max_pool is not None:  # extension node between the conv and its target
                 mp = f"{s.name}_maxpool"
                 nodes[mp] = MaxPool2d(s.conv_shape, s.max_pool, s.max_pool)
                 pooled_to[s.name] = mp
+        if is_recurrent(s):  # a population onto itself (docs/integer-nir.md G6)
+            nodes[s.name].metadata["loihi_recurrent"] = 1
+        if synapse_lag(s):  # a model delay (a NIR Delay), part of its delay steps (S7)
+            nodes[s.name].metadata["loihi_lag"] = synapse_lag(s)
         if s.delay:
             d = f"{s.name}_delay"
+            role = ("recurrent delay" if is_recurrent(s) else
+                    "model delay and latency balancing" if synapse_lag(s) else
+                    "latency balancing")
             nodes[d] = nir.Delay(np.full(qg.node_shape(s.source) if src == s.source else
                                          (int(np.prod(qg.node_shape(s.source))),), s.delay * DT),
-                                 metadata={"role": "latency balancing", "steps": s.delay})
+                                 metadata={"role": role, "steps": s.delay})
             edges.append((src, d))
             src = d
         chain = [s.name]
@@ -160,8 +165,55 @@ def to_nir(qg: QGraph, report: Any = None) -> nir.NIRGraph:
     if attention:
         meta["neurodeploy_extensions"] = ",".join(
             [*(["MaxPool2d"] if pooled_to else []), "SpikeAttention"])
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta,
-                        type_check=not (pooled_to or attention))
+    # NIR's own type inference is off: nir 1.0.8 infers a Conv2d's types as if groups were 1
+    # and the kernel square. The node types are set right here and checked by our own rule
+    # (shapes, as NIR's check did; only sizes with an extension node, which NIR never checked).
+    check_node_types(nodes, edges, exact=not (pooled_to or attention))
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta, type_check=False)
+
+
+def _conv_node(s: Conv) -> nir.Conv2d:
+    """The ``nir.Conv2d`` of a conv synapse (docs/integer-nir.md §2), with its input and
+    output types set from the synapse: ``in_shape`` (C_in, H, W) in, the convolution's own
+    output (C_out, Ho, Wo) out. nir 1.0.8's ``Conv2d`` derives them from ``input_shape`` as if
+    ``groups`` were 1 and the kernel square (C_in/groups channels, kw = kh); the file does not
+    store types, so this changes nothing that is written."""
+    node = nir.Conv2d(
+        input_shape=tuple(s.in_shape[1:]), weight=s.weight.copy(), stride=s.stride,
+        padding=s.padding, dilation=(1, 1), groups=s.groups,
+        bias=np.zeros(s.weight.shape[0], dtype=np.int64),
+        metadata={"in_shape": np.array(s.in_shape), "out_shape": np.array(s.conv_shape),
+                  "loihi_weight_exp": s.weight_exp,
+                  **({} if s.source_slice is None else
+                     {"source_slice": np.array(s.source_slice)})},
+    )
+    node.input_type = {"input": np.array(s.in_shape)}
+    node.output_type = {"output": np.array(s.conv_shape)}
+    return node
+
+
+def check_node_types(nodes: dict[str, Any], edges: list[tuple[str, str]], *,
+                     exact: bool = True) -> None:
+    """Every edge joins nodes of one type: the source's ``output`` shape equals the
+    target's ``input`` shape (what NIR's type check compares), or with ``exact=False`` only
+    their sizes (values are flat vectors: docs/integer-nir.md §3). Nodes with several named
+    input ports (a spike attention) are checked by ``QGraph.validate`` instead.
+
+    Raises:
+        GraphError: an edge names an unknown node, or its two ends have different shapes
+            (a bug in the writer: the message names the edge and both shapes).
+    """
+    for a, b in edges:
+        if a not in nodes or b not in nodes:
+            raise GraphError(f"integer graph: edge {a!r} -> {b!r} names an unknown node")
+        out = dict(nodes[a].output_type or {}).get("output")
+        inp = dict(nodes[b].input_type or {}).get("input")
+        if out is None or inp is None:
+            continue
+        out, inp = np.asarray(out).reshape(-1), np.asarray(inp).reshape(-1)
+        if not (np.array_equal(out, inp) if exact else np.prod(out) == np.prod(inp)):
+            raise GraphError(f"integer graph: edge {a!r} -> {b!r} joins shape "
+                             f"{np.asarray(out).tolist()} to {np.asarray(inp).tolist()}")
 
 
 def _attention_to_nir(qg: QGraph, s: SpikeAttention, nodes: dict[str, Any],
@@ -191,6 +243,27 @@ def write_qgraph(path: str | Path, qg: QGraph, report: Any = None) -> None:
 
 def is_integer_graph(g: Any) -> bool:
     return int(meta_value(dict(g.metadata or {}).get("neurodeploy_integer", 0)) or 0) == 1
+
+
+def _check_recurrent_marks(g: Any, synapses: list) -> None:
+    """A synapse is marked ``loihi_recurrent = 1`` exactly when it feeds the population it
+    reads (docs/integer-nir.md G6): a cycle without the mark, or a mark without the cycle,
+    is a file we did not write.
+
+    Raises:
+        GraphError: the first synapse where mark and edges disagree.
+    """
+    for s in synapses:
+        if isinstance(s, SpikeAttention):
+            continue
+        marked = bool(meta_value(dict(g.nodes[s.name].metadata or {}).get("loihi_recurrent", 0)))
+        if marked and not is_recurrent(s):
+            raise GraphError(f"integer graph: synapse {s.name!r} is marked loihi_recurrent but "
+                             f"reads {s.source!r} and feeds {s.target!r}; only a population's "
+                             "synapse onto itself is recurrent")
+        if is_recurrent(s) and not marked:
+            raise GraphError(f"integer graph: synapse {s.name!r} feeds the population "
+                             f"{s.target!r} it reads but is not marked loihi_recurrent")
 
 
 def from_nir(g: Any) -> QGraph:
@@ -242,13 +315,15 @@ def from_nir(g: Any) -> QGraph:
             shape = tuple(int(x) for x in np.asarray(next(iter(node.output_type.values()))))
             b = md.get("loihi_readout_bias")
             readouts[name] = Readout(name, shape,
-                                     None if b is None else np.asarray(b, dtype=np.int64))
+                                     None if b is None else np.asarray(b, dtype=np.int64),
+                                     int(md.get("loihi_readout_dv", 0)))
         elif kind == "Linear":
             sl = md.get("source_slice")
             synapses.append(Dense(name, preds[name], succs[name],
                                   np.asarray(node.weight).astype(np.int64),
                                   int(md.get("loihi_weight_exp", 0)), delays.get(name, 0),
-                                  None if sl is None else (int(sl[0]), int(sl[1]))))
+                                  None if sl is None else (int(sl[0]), int(sl[1])),
+                                  lag=int(md.get("loihi_lag", 0))))
         elif kind == "Conv2d":
             target, out_shape, pool = succs[name], tuple(int(x) for x in md["out_shape"]), None
             if type(g.nodes[target]).__name__ == "MaxPool2d":
@@ -266,6 +341,7 @@ def from_nir(g: Any) -> QGraph:
                 int(md.get("loihi_weight_exp", 0)),
                 None if md.get("source_slice") is None else
                 (int(md["source_slice"][0]), int(md["source_slice"][1])),
+                lag=int(md.get("loihi_lag", 0)),
             ))
         elif kind == "SpikeAttention":
             srcs = attention_inputs[name]
@@ -284,6 +360,7 @@ def from_nir(g: Any) -> QGraph:
             raise GraphError(f"integer graph: node {name!r} ({kind}) is not part of the format")
     if in_spec is None:
         raise GraphError("integer graph has no Input node")
+    _check_recurrent_marks(g, synapses)
     qg = QGraph(in_spec, pops, readouts, synapses, int(meta.get("timesteps", 0)), meta)
     qg.validate()
     return qg

@@ -9,9 +9,11 @@ one step; see ``QGraph.latency``). Comparing targets is then a plain equality of
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from core import fixedpoint as fx
 from core.errors import UserError
 from core.graph import QGraph
 
@@ -52,10 +54,15 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
 
 
 def readout_scores(graph: QGraph, readouts: dict[str, np.ndarray]) -> np.ndarray:
-    """Class scores: the single readout summed over time plus its per-step bias."""
+    """Class scores: the single readout summed over time plus its per-step bias; for a leaky
+    readout (``dv > 0``, a NIR ``LI``) its membrane at the last step (``>> 6``, so that
+    ``dv = 0`` gives the sum exactly; :func:`core.fixedpoint.readout_membrane`)."""
     if len(graph.readouts) != 1:
         raise UserError(f"classification needs one readout, graph has {len(graph.readouts)}")
     (name, r), = graph.readouts.items()
+    if r.dv:
+        v = fx.readout_membrane(np.asarray(readouts[name], dtype=np.int64), r.bias, r.dv)
+        return v[:, -1] >> fx.ACT_SHIFT
     total = readouts[name].sum(axis=1)
     if r.bias is not None:
         total = total + r.bias * graph.timesteps
@@ -72,3 +79,64 @@ def unpipeline(raw: np.ndarray, latency: int, n_samples: int, timesteps: int) ->
     if raw.shape[0] < need:
         raise UserError(f"timeline has {raw.shape[0]} steps, needs {need}")
     return raw[latency : latency + n_samples * timesteps].reshape(n_samples, timesteps, -1)
+
+
+# --- overflow counters -------------------------------------------------------------------------
+# Every target counts, per population, the neuron updates where the arithmetic left unbounded
+# integers (core.fixedpoint.Overflow: a_in_wrap, u_wrap, v_wrap, v_saturate), over the steps
+# its records cover, under one key scheme: ``overflow/<kind>/<population>``. Equal records on
+# two targets give equal counts.
+
+OVERFLOW_PREFIX = "overflow/"
+
+
+def overflow_key(kind: str, population: str) -> str:
+    """The counter key of one overflow kind (``fixedpoint.OVERFLOW_KINDS``) in a population:
+    ``overflow/<kind>/<population>``."""
+    return f"{OVERFLOW_PREFIX}{kind}/{population}"
+
+
+class OverflowCounter:
+    """Counts :class:`core.fixedpoint.Overflow` events per population and kind.
+
+    ``add(population, overflow)`` adds the True entries of each flag array (numpy or torch);
+    :meth:`counters` gives every population's every kind as ``overflow/<kind>/<population>``
+    -> int, zeros included, so that every target reports the same keys.
+    """
+
+    def __init__(self, populations: list[str]) -> None:
+        self.counts = {p: dict.fromkeys(fx.OVERFLOW_KINDS, 0) for p in populations}
+
+    def add(self, population: str, overflow: fx.Overflow) -> None:
+        """Add one update's events (``overflow``'s arrays, any shape)."""
+        counts = self.counts[population]
+        for kind, flags in zip(fx.OVERFLOW_KINDS, overflow, strict=True):
+            counts[kind] += int(flags.sum())
+
+    def add_counts(self, population: str, counts: dict[str, int]) -> None:
+        """Add events already counted: kind -> number."""
+        for kind, n in counts.items():
+            self.counts[population][kind] += int(n)
+
+    def counters(self) -> dict[str, int]:
+        """``overflow/<kind>/<population>`` -> events, for every population and kind."""
+        return {overflow_key(k, p): n for p, c in self.counts.items() for k, n in c.items()}
+
+
+def overflow_events(counters: dict[str, Any]) -> dict[str, int]:
+    """The nonzero overflow counters of a run (key -> events), in key order."""
+    return {k: int(v) for k, v in counters.items() if k.startswith(OVERFLOW_PREFIX) and int(v)}
+
+
+def overflow_warning(counters: dict[str, Any], target: str | None = None) -> str | None:
+    """The warning for a run with overflow events, one line (None without any): how many, of
+    which kind in which population, and what it means; ``target`` names the run's target."""
+    events = overflow_events(counters)
+    if not events:
+        return None
+    total = sum(events.values())
+    parts = ", ".join(f"{k[len(OVERFLOW_PREFIX):]} {n}" for k, n in events.items())
+    who = f"{target}: " if target else ""
+    return (f"{who}{total} overflow event(s) ({parts}): the neurons' state left Loihi's "
+            "fixed-point range, so the deployed network no longer computes what the float "
+            "network does (docs/contract.md, 'Overflow')")

@@ -10,6 +10,7 @@ with ``--json``). numpy only (the Lava command runs it in the Lava environment).
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,13 @@ from core.datasets import load_dataset
 from core.encoding import encode_as_recorded
 from core.errors import UserError
 from core.graph import QGraph
-from targets.base import RunResult, readout_scores
+from targets.base import (
+    OVERFLOW_PREFIX,
+    RunResult,
+    overflow_events,
+    overflow_warning,
+    readout_scores,
+)
 from targets.records import save_record
 
 # Samples drawn from a dataset when --samples is not given: enough for an accuracy to two
@@ -43,6 +50,7 @@ class Prepared:
     record: str | None = None  # --record path (already checked writable), or None
     as_json: bool = False  # --json: the summary is one JSON object on stdout
     progress: bool = False  # draw progress bars (not --no-progress, and stderr is a terminal)
+    strict: bool = False  # --strict: any warning makes the command exit 1
 
 
 @dataclass(frozen=True)
@@ -74,15 +82,21 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
                     help="labels for --input, to report accuracy: integer class indices "
                     "[sample], exactly one per sample of the --input file")
     ap.add_argument("--timesteps", type=int, default=None,
-                    help="timesteps per sample, for graphs that do not record it")
+                    help="timesteps per sample (default: the graph's, else the T axis of "
+                    "--input)")
     ap.add_argument("--dt", type=float, default=None,
-                    help="time step of a foreign NIR graph (default: recorded dt, else 1e-4)")
+                    help="time step (s) of a foreign float NIR graph (default: the recorded "
+                    "dt, else the one its exporter's convention pins, else 1e-4 with a "
+                    "warning); the summary says which")
     ap.add_argument("--input-bitplanes", action="store_true",
                     help="quantize a graded (pixel) input as 8 binary bit planes: the input "
                     "layer becomes multiplication-free (float graphs only)")
     ap.add_argument("--record", default=None, metavar="out.npz",
                     help="save spike records [sample, timestep, *shape] and counters to this "
                     "file (layout: targets/records.py); a missing folder is created")
+    ap.add_argument("--strict", action="store_true",
+                    help="exit 1 on any warning (a guessed dt, a synapse that never changes "
+                    "its target, a population that never spikes on the inputs, clipping, ...)")
     add_output_flags(ap)
 
 
@@ -124,16 +138,28 @@ def check_labels(labels: np.ndarray, n_samples: int, source: str = "labels") -> 
     return y
 
 
-def _load_inputs(args: argparse.Namespace, graph: QGraph
+def _read_input(args: argparse.Namespace) -> np.ndarray | None:
+    """The ``--input`` array [sample, timestep, *input_shape], or None without one.
+
+    Raises:
+        UserError: with ``--dataset``, a missing or unreadable file, or fewer than two axes.
+    """
+    if not args.input:
+        return None
+    if args.dataset:
+        raise UserError("--dataset and --input exclude each other: give one source of "
+                        "samples")
+    x = _load_npy(args.input, "input")
+    if x.ndim < 2:
+        raise UserError(f"{args.input}: inputs must be [sample, timestep, *input_shape]; "
+                        f"got shape {list(x.shape)}")
+    return x
+
+
+def _load_inputs(args: argparse.Namespace, graph: QGraph, x: np.ndarray | None = None
                  ) -> tuple[np.ndarray, np.ndarray | None, str]:
     if args.input:
-        if args.dataset:
-            raise UserError("--dataset and --input exclude each other: give one source of "
-                            "samples")
-        x = _load_npy(args.input, "input")
-        if x.ndim < 2:
-            raise UserError(f"{args.input}: inputs must be [sample, timestep, *input_shape]; "
-                            f"got shape {list(x.shape)}")
+        x = _read_input(args) if x is None else x
         labels = None
         if args.labels:
             labels = check_labels(_load_npy(args.labels, "labels"), len(x), args.labels)
@@ -177,16 +203,58 @@ def prepare(args: argparse.Namespace) -> Prepared:
         raise UserError("--offset must be >= 0")
     record = getattr(args, "record", None)
     check_writable(record, "--record")  # a bad path fails now, not after the whole run
+    user_x = _read_input(args)  # its T axis is the graph's T when the graph records none
     graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
-                               input_bitplanes=getattr(args, "input_bitplanes", False))
-    x, labels, desc = _load_inputs(args, graph)
+                               input_bitplanes=getattr(args, "input_bitplanes", False),
+                               input_timesteps=None if user_x is None else user_x.shape[1])
+    x, labels, desc = _load_inputs(args, graph, user_x)
     if labels is not None and len(graph.readouts) == 1:
         (r,) = graph.readouts.values()
         if labels.size and labels.max() >= r.size:
             raise UserError(f"label {int(labels.max())} is outside the {r.size} classes of "
                             f"readout {r.name!r}")
     return Prepared(graph, report, x, labels, desc, record,
-                    as_json=bool(getattr(args, "json", False)), progress=wants_progress(args))
+                    as_json=bool(getattr(args, "json", False)), progress=wants_progress(args),
+                    strict=bool(getattr(args, "strict", False)))
+
+
+def dt_summary(graph: QGraph) -> dict[str, Any]:
+    """The step the graph was imported with and where it came from: ``{"value": dt in s or
+    None, "source": given / recorded / inferred / guessed / default or None, "detail": in
+    words}`` (from the graph's metadata, see ``convert.nir_import.import_nir``)."""
+    meta = graph.metadata
+    dt = meta.get("dt")
+    source = meta.get("dt_source") or ("recorded" if dt is not None else None)
+    detail = meta.get("dt_detail") or ("recorded in the graph" if dt is not None else
+                                       "not recorded")
+    return {"value": None if dt is None else float(dt), "source": source, "detail": detail}
+
+
+def silent_populations(result: RunResult) -> list[str]:
+    """The populations that never spiked in ``result`` (any sample, any step)."""
+    return [name for name, s in result.spikes.items() if not np.asarray(s).any()]
+
+
+def run_warnings(prep: Prepared, result: RunResult | None) -> list[str]:
+    """Every warning of a run: the quantization report's (import approximations, a guessed
+    dt, synapses that never change their target, clipping, headroom), then one per population
+    that never spiked on these inputs (``result``; None: a run without samples)."""
+    out = list(getattr(prep.report, "warnings", None) or [])
+    if result is not None:
+        out += [f"population {name} never spiked on these {len(prep.inputs)} samples"
+                for name in silent_populations(result)]
+        overflow = overflow_warning(result.counters)
+        if overflow:
+            out.append(overflow)
+    return out
+
+
+def finish(prog: str, prep: Prepared, warnings: Sequence[str], code: int = 0) -> int:
+    """Print each warning as one line on stderr (``prog: warning: ...``) and return the exit
+    code: ``code``, or 1 with ``--strict`` when there is any warning."""
+    for w in warnings:
+        print(f"{prog}: warning: {w}", file=sys.stderr)
+    return 1 if prep.strict and warnings and code == 0 else code
 
 
 def accuracy(graph: QGraph, result: RunResult, labels: np.ndarray | None) -> float | None:
@@ -226,7 +294,7 @@ def run_summary(name: str, prep: Prepared, result: RunResult, wall_s: float) -> 
                      "rate_per_step": float(s.mean()) if s.size else 0.0}
     out: dict[str, Any] = {
         "target": name, "samples": n, "source": prep.source_desc,
-        "timesteps": prep.graph.timesteps, "populations": pops,
+        "timesteps": prep.graph.timesteps, "dt": dt_summary(prep.graph), "populations": pops,
     }
     for k in ("synaptic_events", "ac", "mac"):
         if k in result.counters:
@@ -235,30 +303,41 @@ def run_summary(name: str, prep: Prepared, result: RunResult, wall_s: float) -> 
     out["samples_per_s"] = n / max(wall_s, 1e-9)
     out["accuracy"] = accuracy(prep.graph, result, prep.labels)
     out["record"] = prep.record
+    out["overflow_events"] = sum(overflow_events(result.counters).values())
+    out["overflow"] = {k: int(v) for k, v in result.counters.items()
+                       if k.startswith(OVERFLOW_PREFIX)}
+    out["silent_populations"] = silent_populations(result)
+    silent_syn = getattr(prep.report, "silent_synapses", None)
+    out["silent_synapses"] = silent_syn() if silent_syn else []
+    out["warnings"] = run_warnings(prep, result)
     return out
 
 
 def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float,
                extra: Sequence[SummaryRow] = ()) -> int:
-    """Save the records (``--record``) and print a one-target run's summary; return 0.
+    """Save the records (``--record``) and print a one-target run's summary; return the exit
+    code (0; 1 with ``--strict`` when there is a warning).
 
     The summary is a table, or with ``prep.as_json`` one JSON object on stdout with the same
     fields (:func:`run_summary`, then ``extra``'s keys). ``extra``: the command's own rows (the
-    event simulator's events/s, Lava's steps/s), printed after the counters.
+    event simulator's events/s, Lava's steps/s), printed after the counters. Warnings
+    (:func:`run_warnings`) are also printed on stderr, one line each.
     """
     save_run_record(prep, result)
     s = run_summary(name, prep, result, wall_s)
     if prep.as_json:
         print_json({**s, **{row.key: row.value for row in extra}})
-        return 0
+        return finish(name, prep, s["warnings"])
     n = s["samples"]
-    print(f"{name}: {n} samples from {prep.source_desc}, T={s['timesteps']}")
+    print(f"{name}: {n} samples from {prep.source_desc}, T={s['timesteps']}, "
+          f"dt={_dt_text(s['dt'])}")
     print(f"{'population':<16}{'neurons':>9}{'spikes':>12}{'rate/step':>11}")
     for pop, p in s["populations"].items():
         print(f"{pop:<16}{p['neurons']:>9}{p['spikes']:>12}{p['rate_per_step']:>11.4f}")
     for k in ("synaptic_events", "ac", "mac"):
         if k in s:
             print(f"{k:<16}{s[k]:>21}")
+    print(overflow_line(s["overflow"]))
     print(f"{'wall time':<16}{wall_s:>20.2f}s  ({s['samples_per_s']:.1f} samples/s)")
     for row in extra:
         print(row.line)
@@ -266,4 +345,19 @@ def report_run(name: str, prep: Prepared, result: RunResult, wall_s: float,
         print(f"accuracy: {s['accuracy'] * 100:.2f}% ({n} samples)")
     if prep.record:
         print(f"records written to {prep.record}")
-    return 0
+    return finish(name, prep, s["warnings"])
+
+
+def overflow_line(overflow: dict[str, int]) -> str:
+    """The summary line of a run's overflow counters (``overflow/<kind>/<population>`` ->
+    events): the total, and each nonzero count."""
+    events = {k[len(OVERFLOW_PREFIX):]: n for k, n in overflow.items() if n}
+    text = f"{'overflow events':<16}{sum(events.values()):>21}"
+    return text + (f"  ({', '.join(f'{k} {n}' for k, n in events.items())})" if events else "")
+
+
+def _dt_text(dt: dict[str, Any]) -> str:
+    """``"0.0001 s (inferred from the file: ...)"`` for a summary's first line."""
+    if dt["value"] is None:
+        return "unknown"
+    return f"{dt['value']:g} s ({dt['detail']})"

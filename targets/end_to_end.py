@@ -30,7 +30,7 @@ from core.encoding import encode
 from core.files import write_atomic
 from core.graph import QGraph
 from core.nir_io import write_qgraph
-from targets.base import RunResult
+from targets.base import RunResult, overflow_events, overflow_warning
 from targets.cli import accuracy
 from targets.mfi import certificate, certificate_summary, format_certificate
 from targets.verify import compare, run_targets
@@ -117,12 +117,16 @@ def main(argv: list[str] | None = None) -> int:
                             total_s))
         return 1 if mism else 0
     print("[4/4] report")
-    print(f"{'':<24}{'accuracy':>10}{'wall s':>9}")
+    print(f"{'':<24}{'accuracy':>10}{'wall s':>9}{'overflow':>10}")
     print(f"{f'float checkpoint ({len(images)})':<24}{float_acc * 100:>9.2f}%{'':>9}")
     print(f"{f'float graph ({n})':<24}{graph_acc * 100:>9.2f}%{'':>9}")
     for t, r in results.items():
         acc = accuracy(qg, r, labels[:n])
-        print(f"{t + f' ({n})':<24}{acc * 100:>9.2f}%{walls[t]:>9.2f}")
+        overflow = sum(overflow_events(r.counters).values())
+        print(f"{t + f' ({n})':<24}{acc * 100:>9.2f}%{walls[t]:>9.2f}{overflow:>10}")
+        warning = overflow_warning(r.counters, t)
+        if warning:
+            print(f"targets.end_to_end: warning: {warning}", file=sys.stderr)
     if mism:
         print(f"spike equivalence: FAILED, first divergence: {mism[0].describe()}")
     else:
@@ -144,7 +148,9 @@ def _summary(args: argparse.Namespace, n: int, float_acc: float, graph_acc: floa
         "samples": n,
         "float_checkpoint_accuracy": float_acc,
         "float_graph_accuracy": graph_acc,
-        "targets": {t: {"accuracy": accuracy(qg, r, labels), "wall_s": walls[t]}
+        "targets": {t: {"accuracy": accuracy(qg, r, labels), "wall_s": walls[t],
+                        "overflow_events": sum(overflow_events(r.counters).values()),
+                        "overflow": overflow_events(r.counters)}
                     for t, r in results.items()},
         "spike_exact": not mism,
         "records_compared": len(qg.populations) + len(qg.readouts),

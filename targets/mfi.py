@@ -42,7 +42,15 @@ from core.errors import UserError
 from core.graph import INPUT, Conv, Dense, QGraph, SpikeAttention
 from core.ops import conv2d
 from targets import event_sim
-from targets.cli import add_common_args, dt_summary, prepare, run_warnings, save_run_record
+from targets.base import OVERFLOW_PREFIX
+from targets.cli import (
+    add_common_args,
+    dt_summary,
+    overflow_line,
+    prepare,
+    run_warnings,
+    save_run_record,
+)
 
 DYNAMIC_PRODUCT = "dynamic spike x spike product"
 
@@ -237,11 +245,16 @@ def main(argv: list[str] | None = None) -> int:
         warnings = run_warnings(prep, result)
     edges = certificate(graph, counters)
     dt = dt_summary(graph)
+    # the measured run's overflow counters (overflow/<kind>/<population>), as every command
+    overflow = {k: int(v) for k, v in (counters or {}).items() if k.startswith(OVERFLOW_PREFIX)}
     if args.json:
         print_json({**certificate_summary(graph, edges, n), "dt": dt, "warnings": warnings,
-                    "record": args.record})
+                    "overflow_events": sum(overflow.values()) if counters else None,
+                    "overflow": overflow, "record": args.record})
     else:
         print(format_certificate(graph, edges, n))
+        if counters is not None:
+            print(overflow_line(overflow))
         if dt["value"] is not None:
             print(f"dt: {dt['value']:g} s ({dt['detail']})")
         if args.record:

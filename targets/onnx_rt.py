@@ -13,7 +13,9 @@ model's own metadata, so it drives an exported ``.onnx`` file the same way (:fun
 each on a contiguous block of samples; every population resets between samples, so the records
 are identical for every k (tested). Counters: ``events/<synapse>`` (computed inside the step
 graph, counted only for source steps that belong to a sample, as event_sim counts them),
-``synaptic_events``, ``ac``, ``mac``, ``spikes/<population>``, ``steps``, ``lanes``.
+``synaptic_events``, ``ac``, ``mac``, ``spikes/<population>``, ``steps``, ``lanes``, and
+``overflow/<kind>/<population>`` (the step graph's overflow outputs, on the steps and lanes of
+real samples: the same counts as every target's, docs/contract.md "Overflow").
 
 numpy and onnxruntime only: no torch. docs/onnx.md shows how to drive the model yourself.
 
@@ -33,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from convert.to_onnx import META_KEY, initial_state, to_onnx
+from core import fixedpoint as fx
 from core.cli import progress_bar, run_cli
 from core.errors import EnvironmentMissingError, GraphError, UserError
 from core.graph import INPUT, QGraph
-from targets.base import RunResult, check_inputs, unpipeline
+from targets.base import OverflowCounter, RunResult, check_inputs, unpipeline
 from targets.cli import SummaryRow, add_common_args, prepare, report_run
 
 try:  # the `onnx` extra (pyproject.toml)
@@ -118,8 +121,11 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
     syns = meta["synapses"]
     state = initial_state(meta, lanes)
     names = list(state)
+    overflow_names = [f"overflow/{kind}/{p}" for p in pops for kind in fx.OVERFLOW_KINDS]
     out_names = ([f"spikes/{p}" for p in pops] + [f"readout/{r}" for r in readouts]
-                 + [f"events/{s}" for s in syns] + [f"next/{k}" for k in names])
+                 + [f"events/{s}" for s in syns] + overflow_names
+                 + [f"next/{k}" for k in names])
+    overflow = OverflowCounter(list(pops))
     raw_s = {p: np.zeros((steps, lanes, sz), dtype=bool) for p, sz in pops.items()}
     raw_r = {r: np.zeros((steps, lanes, d["size"]), dtype=np.int64) for r, d in readouts.items()}
     traced = pops if record_state else {}
@@ -138,6 +144,10 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
             res = dict(zip(out_names, sess.run(out_names, feed), strict=True))
             for p in pops:
                 raw_s[p][k] = res[f"spikes/{p}"]
+                nv = _n_valid(k, lat[p], t_steps, per_lane, n, lanes)
+                if nv:  # inside real samples only, as every target counts them
+                    overflow.add_counts(p, {kind: int(res[f"overflow/{kind}/{p}"][:nv].sum())
+                                            for kind in fx.OVERFLOW_KINDS})
                 if record_state:
                     raw_u[p][k] = res[f"next/u/{p}"]
                     raw_v[p][k] = res[f"next/v/{p}"]
@@ -166,6 +176,7 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
         counters["mac" if d["graded"] else "ac"] += events[s]
     counters.update({f"spikes/{p}": int(a.sum()) for p, a in spikes.items()})
     counters.update({"steps": steps, "lanes": lanes, "pipeline_events": extra})
+    counters.update(overflow.counters())
     return RunResult(spikes, {r: cut(a, r) for r, a in raw_r.items()}, counters,
                      {p: (cut(raw_u[p], p), cut(raw_v[p], p)) for p in raw_u})
 

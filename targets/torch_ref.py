@@ -1,10 +1,12 @@
 """Reference target: the trained model's integer forward, batched, layer by layer, in torch.
 
 No synaptic latency here: layer l at step t sees layer l-1 at step t, exactly as the model was
-trained. The deployed targets must reproduce these records after removing their latency. The
-arithmetic is core/fixedpoint.py applied to torch tensors (int64); matrix products and
-convolutions run in float64, which is exact for these integer magnitudes (< 2**53), and are
-rounded back to int64.
+trained; a recurrent synapse (a population onto itself) brings its spikes of step t - 1 - delay
+(nothing before the sample's step 1 + delay), and one with a model delay (``lag``, a NIR Delay)
+its source's values of step t - lag. The deployed targets must reproduce these records
+after removing their latency. The arithmetic is core/fixedpoint.py applied to torch tensors
+(int64); matrix products and convolutions run in float64, which is exact for these integer
+magnitudes (< 2**53), and are rounded back to int64.
 
     python -m targets.torch_ref model.nir --samples 1000 [--record out.npz] [--json]
 """
@@ -22,8 +24,8 @@ import torch.nn.functional as F
 from core import fixedpoint as fx
 from core.cli import progress as progress_iter
 from core.cli import run_cli
-from core.graph import INPUT, Conv, QGraph, SpikeAttention
-from targets.base import RunResult, check_inputs
+from core.graph import INPUT, Conv, QGraph, SpikeAttention, is_recurrent, synapse_lag
+from targets.base import OverflowCounter, RunResult, check_inputs
 from targets.cli import add_common_args, prepare, report_run
 
 _EXACT = 2**53
@@ -53,8 +55,10 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
         progress: bool = False) -> RunResult:
     """Run ``inputs`` [N, T, *input_shape] (integers) through ``graph``, all samples at once.
 
-    ``progress``: a bar over the graph's nodes on a terminal. Raises ``UserError`` for inputs
-    of the wrong shape or range (``targets.base.check_inputs``) and ``OverflowError`` when an
+    ``progress``: a bar over the graph's nodes on a terminal. Counters: ``synaptic_events``,
+    ``ac``, ``mac``, ``events/<synapse>`` and ``overflow/<kind>/<population>`` (every
+    neuron update of every sample; ``targets.base.OverflowCounter``). Raises ``UserError`` for
+    inputs of the wrong shape or range (``targets.base.check_inputs``) and ``OverflowError`` when an
     accumulation leaves float64's exact integer range.
     """
     x = torch.from_numpy(check_inputs(graph, inputs))
@@ -64,11 +68,15 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
     readouts: dict[str, np.ndarray] = {}
     states: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     counters = {"synaptic_events": 0, "ac": 0, "mac": 0}
+    overflow = OverflowCounter(list(graph.populations))
     order = graph.order()
     for name in progress_iter(order, total=len(order), desc="torch_ref", enabled=progress,
                               unit="node"):
         a_in = None
+        recurrent = [s for s in graph.incoming(name) if is_recurrent(s)]
         for s in graph.incoming(name):
+            if is_recurrent(s):
+                continue  # needs this population's own spikes: inside the step loop below
             if isinstance(s, SpikeAttention):
                 out, (ands, adds) = attention_output(graph, s, acts)
                 a_in = out if a_in is None else a_in + out
@@ -81,6 +89,11 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
             if s.source_slice is not None:
                 src = src[..., s.source_slice[0] : s.source_slice[1]]
             out = synapse_output(s, src.reshape(n * t_steps, -1)).reshape(n, t_steps, -1)
+            lag = synapse_lag(s)
+            if lag:  # a model delay: step t's output arrives at t + lag of the same sample
+                kept = max(t_steps - lag, 0)
+                out = torch.cat([torch.zeros_like(out[:, :lag]), out[:, :kept]], 1)[:, :t_steps]
+                src = src[:, :kept]  # events: only the steps whose output arrives
             a_in = out if a_in is None else a_in + out
             fanout = torch.from_numpy((s.weight != 0).reshape(s.weight.shape[0], -1))
             events = _events(s, src, fanout)
@@ -98,16 +111,40 @@ def run(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
         out_s = torch.zeros(n, t_steps, p.size, dtype=torch.bool)
         us, vs = [], []
         for t in range(t_steps):
-            u, v, s_t = fx.lif_step(u, v, a_in[:, t], p.du, p.dv, p.vth, bias)
+            a_t = a_in[:, t]
+            for s in recurrent:  # the spikes of step t - 1 - delay; none before
+                if t - 1 - s.delay >= 0:
+                    a_t = a_t + _recurrent_input(s, out_s[:, t - 1 - s.delay])
+            u, v, s_t, ov = fx.lif_step_overflow(u, v, a_t, p.du, p.dv, p.vth, bias)
+            overflow.add(name, ov)
             out_s[:, t] = s_t
             if record_state:
                 us.append(u)
                 vs.append(v)
         spikes[name] = out_s.numpy()
         acts[name] = out_s.to(torch.int64)
+        for s in recurrent:  # events of the steps whose spikes arrive within the sample
+            src = acts[name][:, : max(t_steps - 1 - s.delay, 0)]
+            if s.source_slice is not None:
+                src = src[..., s.source_slice[0] : s.source_slice[1]]
+            events = _events(s, src, torch.from_numpy(
+                (s.weight != 0).reshape(s.weight.shape[0], -1)))
+            counters["synaptic_events"] += events
+            counters[f"events/{s.name}"] = events
+            counters["ac"] += events
         if record_state:
             states[name] = (torch.stack(us, 1).numpy(), torch.stack(vs, 1).numpy())
+    counters.update(overflow.counters())
     return RunResult(spikes, readouts, counters, states)
+
+
+def _recurrent_input(s, spikes: torch.Tensor) -> torch.Tensor:
+    """A recurrent Dense or Conv on one step of its population's spikes: bool [B, size] ->
+    int64 [B, n_out] (the part ``source_slice`` selects, as every synapse reads)."""
+    x = spikes.to(torch.int64)
+    if s.source_slice is not None:
+        x = x[:, s.source_slice[0] : s.source_slice[1]]
+    return synapse_output(s, x)
 
 
 def attention_output(graph: QGraph, s: SpikeAttention, acts: dict[str, torch.Tensor]

@@ -29,9 +29,26 @@ from core import fixedpoint as fx
 from core.cli import print_json, run_cli
 from core.errors import UserError
 from core.graph import QGraph
-from targets.base import RunResult
-from targets.cli import Prepared, accuracy, add_common_args, prepare, record_extra
+from targets.base import OVERFLOW_PREFIX, RunResult, overflow_warning
+from targets.cli import (
+    Prepared,
+    accuracy,
+    add_common_args,
+    dt_summary,
+    finish,
+    prepare,
+    record_extra,
+    run_warnings,
+    silent_populations,
+)
 from targets.records import save_records
+from targets.reference.report import (
+    add_reference_args,
+    check_reference_args,
+    print_reference,
+    reference_report,
+    run_reference,
+)
 
 # The registry: target name -> module with run(graph, inputs, *, record_state, progress).
 # Adding a target is one module and one entry. Modules are imported when run, by name, so that
@@ -40,6 +57,7 @@ TARGETS = {
     "torch_ref": "targets.torch_ref",
     "event_sim": "targets.event_sim",
     "lava": "targets.loihi",
+    "onnx_rt": "targets.onnx_rt",  # the ONNX step graph in onnxruntime (docs/onnx.md)
 }
 
 
@@ -156,10 +174,21 @@ def verify_summary(prep: Prepared, results: dict[str, RunResult], walls: dict[st
             "accuracy": accuracy(g, r, prep.labels),
             "spikes": sum(int(s.sum()) for s in r.spikes.values()),
             "synaptic_events": r.counters.get("synaptic_events"),
+            **_overflow_fields(r),
             "wall_s": walls[t],
         }
+    first = next(iter(results.values()), None)
+    silent_syn = getattr(prep.report, "silent_synapses", None)
+    warnings = run_warnings(prep, first)  # the first target's overflow among them
+    ref_counts = _overflow_fields(first)["overflow"]
+    for t, r in list(results.items())[1:]:  # a target that counts differently says so too
+        counts = _overflow_fields(r)["overflow"]
+        if counts and ref_counts and counts != ref_counts:
+            warnings.append(overflow_warning(r.counters, t) or
+                            f"{t}: no overflow event, unlike {next(iter(results))}")
     return {
         "samples": len(prep.inputs), "source": prep.source_desc, "timesteps": g.timesteps,
+        "dt": dt_summary(g),
         "populations": len(g.populations), "readouts": len(g.readouts),
         "targets": per_target,
         "spike_exact": not mismatches,
@@ -167,17 +196,33 @@ def verify_summary(prep: Prepared, results: dict[str, RunResult], walls: dict[st
         "mismatches": [dataclasses.asdict(m) for m in mismatches],
         "first_divergence_state": state_report,
         "record": prep.record,
+        "silent_populations": [] if first is None else silent_populations(first),
+        "silent_synapses": silent_syn() if silent_syn else [],
+        "warnings": warnings,
     }
+
+
+def _overflow_fields(r: RunResult | None) -> dict[str, Any]:
+    """A target's overflow counters for the summary: ``overflow_events`` (total; None for a
+    target that does not count them) and ``overflow`` (``overflow/<kind>/<population>`` ->
+    events, every key the target reports)."""
+    counts = {k: int(v) for k, v in (r.counters if r else {}).items()
+              if k.startswith(OVERFLOW_PREFIX)}
+    return {"overflow_events": sum(counts.values()) if counts else None, "overflow": counts}
 
 
 def _print_table(s: dict[str, Any], mismatches: list[Mismatch]) -> None:
     print(f"verify: {s['samples']} samples from {s['source']}, T={s['timesteps']}, "
           f"{s['populations']} populations, {s['readouts']} readouts")
-    print(f"{'target':<12}{'accuracy':>10}{'spikes':>12}{'syn. events':>14}{'wall s':>9}")
+    if s["dt"]["value"] is not None:
+        print(f"dt: {s['dt']['value']:g} s ({s['dt']['detail']})")
+    print(f"{'target':<12}{'accuracy':>10}{'spikes':>12}{'syn. events':>14}{'overflow':>10}"
+          f"{'wall s':>9}")
     for t, r in s["targets"].items():
         acc_s = f"{r['accuracy'] * 100:.2f}%" if r["accuracy"] is not None else "-"
         ev = "-" if r["synaptic_events"] is None else r["synaptic_events"]
-        print(f"{t:<12}{acc_s:>10}{r['spikes']:>12}{ev!s:>14}{r['wall_s']:>9.2f}")
+        ov = "-" if r["overflow_events"] is None else r["overflow_events"]
+        print(f"{t:<12}{acc_s:>10}{r['spikes']:>12}{ev!s:>14}{ov!s:>10}{r['wall_s']:>9.2f}")
     if not mismatches:
         print(f"spike-exact: 0 mismatches across {len(s['targets'])} targets, {s['samples']} "
               f"samples, {s['records_compared']} records each")
@@ -217,17 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_common_args(ap)
     ap.add_argument("--targets", default="torch_ref,event_sim,lava",
-                    help=f"comma-separated, first is the reference (known: {', '.join(TARGETS)})")
+                    help="comma-separated; the first is compared with the others (and is the "
+                    f"chip --reference compares with) (known: {', '.join(TARGETS)})")
+    add_reference_args(ap)
     args = ap.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    if len(targets) < 2:
-        raise UserError("--targets needs at least two targets to compare")
+    if len(targets) < (1 if args.reference else 2):
+        raise UserError("--targets needs at least two targets to compare (one with --reference)")
     if len(set(targets)) != len(targets):
         raise UserError(f"--targets names a target twice: {args.targets}")
     for t in targets:
         if t not in TARGETS:
             raise UserError(f"unknown target {t!r}; known: {', '.join(TARGETS)}")
+    ref_options = check_reference_args(args)
     prep = prepare(args)
+    # the reference first: a framework that refuses the graph stops here, before any target
+    ref = run_reference(args, prep.graph, prep.inputs, ref_options) if args.reference else None
     g = prep.graph
     results, walls = run_targets(g, prep.inputs, targets, progress=prep.progress)
     mism = compare(g, results)
@@ -240,11 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         save_records(prep.record, results, extra)
     state = _first_divergence_state(prep, mism[0]) if mism else None
     summary = verify_summary(prep, results, walls, mism, state)
+    if ref is not None:  # the chip (first target) against the reference; not an exit code
+        summary["reference"] = reference_report(args, prep, ref, results[targets[0]], targets[0],
+                                                get_target(targets[0]).run)
     if prep.as_json:
         print_json(summary)
     else:
         _print_table(summary, mism)
-    return 1 if mism else 0
+        if ref is not None:
+            print_reference(summary["reference"])
+    return finish("targets.verify", prep, summary["warnings"], 1 if mism else 0)
 
 
 if __name__ == "__main__":

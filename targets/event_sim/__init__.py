@@ -8,10 +8,14 @@ trained (see docs/event_sim.md):
 - every synapse delivers ``1 + delay`` steps later: what its source emits at step k is
   accumulated, turned into output currents (exponent shift, Conv wrap and max pooling) and put
   on its delay line of depth ``1 + delay``; it reaches the target's ``u`` at step k+1+delay;
+  a recurrent synapse (a population onto itself) carries nothing that would arrive in the next
+  sample (:func:`core.graph.recurrent_carries`), nor does one with a model delay (a NIR Delay,
+  ``lag``: :func:`core.graph.lag_carries`);
 - every population resets ``u`` and ``v`` to 0 at the global steps where
   ``(step - latency) % T == 0``, i.e. exactly when the first input of its next sample arrives;
-- every neuron is updated with :func:`core.fixedpoint.lif_step` at every step (the bias
-  integrates even when nothing arrives, as on the chip);
+- every neuron is updated with :func:`core.fixedpoint.lif_step_overflow` at every step (the
+  bias integrates even when nothing arrives, as on the chip); its overflow events are counted
+  on the steps of real samples (counters ``overflow/<kind>/<population>``, as every target);
 - the run lasts ``n*T + depth`` steps, then each record is cut back to [sample, timestep] with
   :func:`targets.base.unpipeline` and the node's latency.
 
@@ -38,8 +42,8 @@ import numpy as np
 
 from core import fixedpoint as fx
 from core.cli import progress_bar
-from core.graph import INPUT, QGraph
-from targets.base import RunResult, check_inputs, unpipeline
+from core.graph import INPUT, QGraph, lag_carries, recurrent_carries
+from targets.base import OverflowCounter, RunResult, check_inputs, unpipeline
 from targets.event_sim.fanout import (
     CompiledSynapse,
     FanOut,
@@ -159,6 +163,7 @@ def simulate(
     raw_u = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
     raw_v = {p.name: np.zeros((steps, lanes, p.size), dtype=np.int64) for p in traced}
     max_u = max_v = 0
+    overflow = OverflowCounter(list(graph.populations))  # inside real samples only (nv)
     no_input = np.zeros((lanes, graph.input.flat_size), dtype=bool if binary_input else np.int64)
 
     with progress_bar(steps, desc="event_sim", enabled=progress, unit="step") as bar:
@@ -174,7 +179,8 @@ def simulate(
                     cur = y.arriving(k)
                     if cur is not None:
                         a_in = cur if isinstance(a_in, int) else a_in + cur
-                un, vn, s = fx.lif_step(u[name], v[name], a_in, p.du, p.dv, p.vth, bias[name])
+                un, vn, s, ov = fx.lif_step_overflow(u[name], v[name], a_in, p.du, p.dv,
+                                                     p.vth, bias[name])
                 u[name], v[name] = un, vn
                 raw_s[name][k] = s
                 if record_state:
@@ -182,6 +188,7 @@ def simulate(
                     raw_v[name][k] = vn
                 nv = _n_valid(k, lat[name], t_steps, per_lane, n, lanes)
                 if nv:
+                    overflow.add(name, fx.Overflow(*(flags[:nv] for flags in ov)))
                     max_u = max(max_u, int(np.abs(un[:nv]).max(initial=0)))
                     max_v = max(max_v, int(np.abs(vn[:nv]).max(initial=0)))
             for r in graph.readouts.values():
@@ -193,6 +200,12 @@ def simulate(
             # k + 1 + delay. A multi-source synapse's sources share one latency (the first's).
             x_k = x[:, k] if k < n_input_steps else no_input
             for y in syns:
+                if y.recurrent and not recurrent_carries(k, lat[y.target], t_steps, y.delay):
+                    y.drop(k)  # would arrive in the next sample (no recurrent input there)
+                    continue
+                if y.lag and not lag_carries(k, lat[y.sources[0]], t_steps, y.lag):
+                    y.drop(k)  # a model delay past the sample's end (core.graph.lag_carries)
+                    continue
                 y.propagate([x_k if node == INPUT else raw_s[node][k] for node in y.sources],
                             _n_valid(k, lat[y.sources[0]], t_steps, per_lane, n, lanes), k)
             bar.update(1)
@@ -208,6 +221,7 @@ def simulate(
     counters["pipeline_events"] = sum(y.extra_events for y in syns)
     counters["max_abs_u"] = max_u
     counters["max_abs_v"] = max_v
+    counters.update(overflow.counters())
     return Timeline(raw_s, raw_r, raw_u, raw_v, lat, n, per_lane, t_steps, counters)
 
 

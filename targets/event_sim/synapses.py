@@ -21,7 +21,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from core import fixedpoint as fx
-from core.graph import Conv, Dense, QGraph, SpikeAttention, synapse_sources
+from core.graph import (
+    Conv,
+    Dense,
+    QGraph,
+    SpikeAttention,
+    is_recurrent,
+    synapse_lag,
+    synapse_sources,
+)
 from targets.event_sim.fanout import CompiledSynapse, compile_synapse
 
 
@@ -64,6 +72,9 @@ class Synapse:
         self.sources: tuple[str, ...] = synapse_sources(spec)
         self.lanes = lanes
         self.line = DelayLine(spec.delay)
+        self.delay = int(spec.delay)
+        self.recurrent = is_recurrent(spec)  # reads its own target (core.graph.is_recurrent)
+        self.lag = synapse_lag(spec)  # model delay (core.graph.synapse_lag)
         self.events = 0  # events of source steps that belong to a sample
         self.extra_events = 0  # pipeline fill/drain and padding (not part of any sample)
 
@@ -80,6 +91,12 @@ class Synapse:
         rest are pipeline fill/drain or padding; their events are counted apart).
         """
         self.line.send(step, self._currents(values, n_valid))
+
+    def drop(self, step: int) -> None:
+        """Carry nothing from ``step`` (a recurrent synapse at the end of a sample, whose
+        spikes would reach the next sample): no events, nothing arrives ``1 + delay`` steps
+        later."""
+        self.line.send(step, None)
 
     def _currents(self, values: Sequence[np.ndarray], n_valid: int) -> np.ndarray | None:
         raise NotImplementedError

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import GraphError
-from core.graph import INPUT, Conv, QGraph, runs_as_dense_on_lava
+from core.graph import INPUT, LAVA_CONV_FIELD_MAX, Conv, QGraph, runs_as_dense_on_lava
 from core.ops import conv2d
 
 Layout = tuple[int, int, int] | None  # a node's (C, H, W) when it uses Lava's conv layout
@@ -70,6 +70,32 @@ def lava_conv_weight(weight: np.ndarray) -> np.ndarray:
     (a true convolution walks the kernel backwards)."""
     w = np.asarray(weight, dtype=np.int64).transpose(0, 3, 2, 1)
     return np.ascontiguousarray(w[:, ::-1, ::-1, :])
+
+
+def lava_conv_groups(weight: np.ndarray, groups: int,
+                     limit: int = LAVA_CONV_FIELD_MAX) -> tuple[np.ndarray, int]:
+    """The same grouped convolution with at most ``limit`` groups, for Lava's ``Conv``, which
+    keeps ``groups`` in an 8-bit signed Var (128 wraps to -128 and the process hangs).
+
+    ``weight`` is ours, [C_out, C_in/groups, kh, kw]. Returns ``(weight', groups')`` with
+    ``groups'`` the largest divisor of ``groups`` that is at most ``limit``: every
+    ``m = groups / groups'`` consecutive groups become one, whose weight is block-diagonal
+    over them (zeros between the channels of different original groups), so each output
+    still reads exactly its own group's input channels; ``weight'`` is [C_out,
+    m * C_in/groups, kh, kw], int64. ``groups <= limit`` returns the inputs unchanged.
+    """
+    w = np.asarray(weight, dtype=np.int64)
+    if groups <= limit:
+        return w, groups
+    merged = max(d for d in range(1, limit + 1) if groups % d == 0)
+    m = groups // merged
+    c_out, cpg = w.shape[0], w.shape[1]
+    opg = c_out // groups  # output channels per original group
+    out = np.zeros((c_out, m * cpg, *w.shape[2:]), dtype=np.int64)
+    for o in range(c_out):
+        j = (o // opg) % m  # the original group's place within its merged group
+        out[o, j * cpg : (j + 1) * cpg] = w[o]
+    return out, merged
 
 
 def conv_matrix(s: Conv) -> np.ndarray:

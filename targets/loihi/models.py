@@ -1,14 +1,16 @@
 """Process models: how our processes (targets.loihi.process) and our recordings behave.
 
-- :class:`PyCurrentRelayModel` and :class:`PySpikeAttentionModel` implement our two processes
-  (``fixed_pt``, CPU). Lava's compiler finds them by scanning this folder (see
-  targets/loihi/process.py), so they are plain module-level classes.
+- :class:`PyCurrentRelayModel`, :class:`PySpikeGateModel` and :class:`PySpikeAttentionModel`
+  implement our processes (``fixed_pt``, CPU). Lava's compiler finds them by scanning this
+  folder (see targets/loihi/process.py), so they are plain module-level classes.
 - :class:`FileSinkModel` and :class:`StateLIFResetModel` are stock bit-accurate models that
-  also write their records to ``.npy`` files; :func:`recording_models` maps Lava's stock
-  processes to them (a run configuration's exception map, one entry per process class).
-  Lava 0.10 reads a Var back to the host one element per message (``Var.get`` of a
-  [256, 400] sink buffer takes seconds), hence the files. Every value is still computed by
-  the stock code (``super().run_spk()``); the subclasses only copy it out.
+  also write their records (and the neurons' overflow counts) to ``.npy`` files;
+  :func:`recording_models` maps Lava's stock processes to them (a run configuration's
+  exception map, one entry per process class). Lava 0.10 reads a Var back to the host one
+  element per message (``Var.get`` of a [256, 400] sink buffer takes seconds), hence the
+  files. Every value is still computed by
+  the stock code (``super().run_spk()``); the subclasses only copy it out (and classify
+  each LIF update's overflow with ``core.fixedpoint``, from the state and input Lava used).
 
 Lava environment only (imports lava). Absolute imports only: Lava's scan executes each module
 of this folder a second time as a top-level module.
@@ -33,8 +35,9 @@ from lava.proc.lif.process import LIFReset
 
 from core import fixedpoint as fx
 from core.files import write_atomic
+from core.graph import recurrent_carries
 from targets.loihi.layout import lava_max_pool, spikes_to_ours
-from targets.loihi.process import CurrentRelay, SpikeAttentionProcess
+from targets.loihi.process import CurrentRelay, SpikeAttentionProcess, SpikeGate
 
 RUN_TAG = "fixed_pt"  # Lava's bit-accurate models carry this tag (Loihi2SimCfg select_tag)
 
@@ -65,6 +68,32 @@ class PyCurrentRelayModel(PyLoihiProcessModel):
             self._fifo.append(x)
             x = self._fifo.popleft()
         self.a_out.send(x)
+
+
+@implements(proc=SpikeGate, protocol=LoihiProtocol)
+@requires(CPU)
+@tag(RUN_TAG)
+class PySpikeGateModel(PyLoihiProcessModel):
+    """Receive the population's spikes of this step and send them on unchanged, or send no
+    spikes where the recurrent synapse must not carry them (``core.graph.recurrent_carries``
+    at global step ``time_step - 1``: Lava counts steps from 1)."""
+
+    # the same port type as LIFReset's bit-accurate s_out
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._latency = int(proc_params["latency"])
+        self._timesteps = int(proc_params["timesteps"])
+        self._delay = int(proc_params["delay"])
+
+    def run_spk(self) -> None:
+        s = self.s_in.recv()
+        if not recurrent_carries(self.time_step - 1, self._latency, self._timesteps,
+                                 self._delay):
+            s = np.zeros_like(s)
+        self.s_out.send(s)
 
 
 @implements(proc=SpikeAttentionProcess, protocol=LoihiProtocol)
@@ -110,30 +139,56 @@ class FileSinkModel(PyReceiveModelFixed):
 
 
 class StateLIFResetModel(PyLifResetModelBitAcc):
-    """Lava's bit-accurate ``LIFReset`` model that also copies u and v after every step
-    (v after its spike reset) and saves them, [2, steps, *shape] int32, to
-    ``proc_params["record_path"]`` at step ``proc_params["record_steps"]``."""
+    """Lava's bit-accurate ``LIFReset`` model that also observes every step:
+
+    - its overflow events (:class:`core.fixedpoint.Overflow`), counted per step over all
+      neurons and saved, [len(OVERFLOW_KINDS), steps] int64, to ``proc_params
+      ["overflow_path"]`` at step ``proc_params["record_steps"]``. Lava's own
+      ``subthr_dynamics`` computes u and v; this model only keeps the state and input it
+      started from and classifies that step with ``fixedpoint.lif_step_overflow`` (the
+      arithmetic pinned against this very model, tests/targets/test_loihi_contract.py);
+    - with ``proc_params["record_state"]``, u and v after every step (v after its spike
+      reset), saved as [2, steps, *shape] int32 to ``proc_params["record_path"]``.
+    """
 
     def __init__(self, proc_params: Any) -> None:
         super().__init__(proc_params)
-        self._steps = int(proc_params["record_steps"])
-        self._uv = np.zeros((2, self._steps, *proc_params["shape"]), dtype=np.int32)
+        # a LIFReset that our Network did not set up for recording records nothing
+        self._steps = int(proc_params.get("record_steps", 0))
+        self._record_state = bool(proc_params.get("record_state", False))
+        shape = (2, self._steps, *proc_params["shape"]) if self._record_state else (2, 0)
+        self._uv = np.zeros(shape, dtype=np.int32)
+        self._overflow = np.zeros((len(fx.OVERFLOW_KINDS), self._steps), dtype=np.int64)
+
+    def subthr_dynamics(self, activation_in: np.ndarray) -> None:
+        u0, v0 = np.array(self.u, dtype=np.int64), np.array(self.v, dtype=np.int64)
+        a = np.array(activation_in, dtype=np.int64)
+        super().subthr_dynamics(activation_in)  # Lava's arithmetic, unchanged
+        if self.time_step > self._steps:
+            return
+        bias = np.asarray(self.effective_bias).astype(np.int64)
+        *_, ov = fx.lif_step_overflow(u0, v0, a, int(self.du), int(self.dv), int(self.vth),
+                                      bias)
+        self._overflow[:, self.time_step - 1] = [int(flags.sum()) for flags in ov]
 
     def run_spk(self) -> None:
         super().run_spk()
-        self._uv[0, self.time_step - 1] = self.u
-        self._uv[1, self.time_step - 1] = self.v
+        if self.time_step > self._steps:
+            return
+        if self._record_state:
+            self._uv[0, self.time_step - 1] = self.u
+            self._uv[1, self.time_step - 1] = self.v
         if self.time_step == self._steps:
-            save_npy(self.proc_params["record_path"], self._uv)
+            save_npy(self.proc_params["overflow_path"], self._overflow)
+            if self._record_state:
+                save_npy(self.proc_params["record_path"], self._uv)
 
 
 def recording_models(record_state: bool) -> dict[type, type]:
     """The run configuration's ``exception_proc_model_map``: stock process class -> our
-    recording model (sinks always; ``LIFReset`` only when u and v are recorded)."""
-    models: dict[type, type] = {Sink: FileSinkModel}
-    if record_state:
-        models[LIFReset] = StateLIFResetModel
-    return models
+    recording model (sinks, and ``LIFReset`` for its overflow counts and, when
+    ``record_state``, its u and v: the process's ``record_state`` parameter says which)."""
+    return {Sink: FileSinkModel, LIFReset: StateLIFResetModel}
 
 
 def save_npy(path: str, arr: np.ndarray) -> None:

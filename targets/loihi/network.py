@@ -10,7 +10,9 @@ processes, run for all the chunk's steps (docs/lava.md, "How the graph maps onto
 - a synapse: one constructor per kind (:meth:`Network._dense`, :meth:`Network._conv`,
   :meth:`Network._dense_mapped_conv`, :meth:`Network._attention`), with
   :meth:`Network._relay` for max pooling and delays after a conv; several synapses into one
-  node share its InPort, which sums them;
+  node share its InPort, which sums them; a recurrent synapse (a population onto itself) reads
+  the population through a :class:`SpikeGate` that drops the spikes that would reach the next
+  sample;
 - records: a sink ``RingBuffer`` on every population's spikes and every readout's summed
   current (without the readout bias), written to files by targets.loihi.models.
 
@@ -43,10 +45,14 @@ from core.graph import (
     QGraph,
     SpikeAttention,
     Synapse,
+    is_recurrent,
+    lag_carries,
     runs_as_dense_on_lava,
+    synapse_lag,
 )
 from targets.loihi.layout import (
     conv_matrix,
+    lava_conv_groups,
     lava_conv_weight,
     lava_shape,
     lava_to_ours,
@@ -55,7 +61,7 @@ from targets.loihi.layout import (
     records_to_ours,
 )
 from targets.loihi.models import RUN_TAG, recording_models
-from targets.loihi.process import CurrentRelay, SpikeAttentionProcess
+from targets.loihi.process import CurrentRelay, SpikeAttentionProcess, SpikeGate
 
 
 class Network:
@@ -93,8 +99,10 @@ class Network:
         self.perm = {n: lava_to_ours(self.layout[n], self.size[n]) for n in self.layout}
         self.shape = {n: lava_shape(self.layout[n], self.size[n]) for n in self.layout}
 
-        self.sources: dict[tuple[int, int] | None, Source] = {}  # input slice -> RingBuffer
-        lat = graph.latency()
+        # input slice -> RingBuffer; ("lag", input slice, lag) -> the input a synapse with a
+        # model delay reads (:meth:`_lagged_source_port`)
+        self.sources: dict[Any, Source] = {}
+        lat = self.latency = graph.latency()
         self.lifs = {name: self._population(i, name, lat[name])
                      for i, name in enumerate(graph.populations)}
         self.spike_sinks = {name: self._sink("spikes", i, name)
@@ -122,6 +130,8 @@ class Network:
                        reset_interval=T, reset_offset=(latency + 1) % T)
         lif.proc_params["record_path"] = self._path("state", i)
         lif.proc_params["record_steps"] = self.steps
+        lif.proc_params["record_state"] = self.record_state
+        lif.proc_params["overflow_path"] = self._path("overflow", i)
         return lif
 
     def _sink(self, kind: str, i: int, name: str) -> Sink:
@@ -138,19 +148,50 @@ class Network:
         of the source for input slice ``key`` = (start, stop), flat; data is
         [*shape, steps]."""
         if key not in self.sources:
-            if key is None:
-                data = self.timeline[:, self.perm[INPUT]].T.reshape(*self.shape[INPUT],
-                                                                    self.steps)
-            else:
-                data = self.timeline[:, key[0] : key[1]].T
-            self.sources[key] = Source(data=np.ascontiguousarray(data, dtype=np.int64))
+            self.sources[key] = Source(data=np.ascontiguousarray(self._input_data(key),
+                                                                 dtype=np.int64))
         return self.sources[key].s_out
 
+    def _input_data(self, key: tuple[int, int] | None) -> np.ndarray:
+        """The chunk's input for :meth:`_source_port` (``key``: None or a flat slice), as
+        [*shape, steps]."""
+        if key is None:
+            return self.timeline[:, self.perm[INPUT]].T.reshape(*self.shape[INPUT], self.steps)
+        return self.timeline[:, key[0] : key[1]].T
+
     def _out_port(self, s: Dense | Conv) -> Any:
-        """Where a synapse reads: the input (or its slice) or a population's spikes."""
+        """Where a synapse reads: the input (or its slice) or a population's spikes (through
+        a :class:`SpikeGate` for a recurrent synapse, which drops what would reach the next
+        sample)."""
+        if is_recurrent(s):
+            gate = SpikeGate(shape=self.shape[s.source], latency=self.latency[s.source],
+                             timesteps=self.graph.timesteps, delay=int(s.delay))
+            self.lifs[s.source].s_out.connect(gate.s_in)
+            return gate.s_out
+        lag = synapse_lag(s)
+        if s.source != INPUT and lag:
+            # a model delay (NIR Delay): drop what would arrive after the sample's end
+            # (core.graph.lag_carries; the gate's rule with delay = lag - 1)
+            gate = SpikeGate(shape=self.shape[s.source], latency=self.latency[s.source],
+                             timesteps=self.graph.timesteps, delay=lag - 1)
+            self.lifs[s.source].s_out.connect(gate.s_in)
+            return gate.s_out
         if s.source != INPUT:
             return self.lifs[s.source].s_out
-        return self._source_port(tuple(s.source_slice) if s.source_slice is not None else None)
+        key = tuple(s.source_slice) if s.source_slice is not None else None
+        return self._lagged_source_port(key, lag) if lag else self._source_port(key)
+
+    def _lagged_source_port(self, key: tuple[int, int] | None, lag: int) -> Any:
+        """The input as :meth:`_source_port` gives it, for a synapse with a model delay
+        ``lag``: with the steps whose values would arrive after their sample's end zeroed
+        (``core.graph.lag_carries``, the input's latency being 0)."""
+        lagged = ("lag", key, lag)
+        if lagged not in self.sources:
+            keep = np.array([lag_carries(k, 0, self.graph.timesteps, lag)
+                             for k in range(self.steps)])
+            data = self._input_data(key) * keep  # the last axis is the step
+            self.sources[lagged] = Source(data=np.ascontiguousarray(data, dtype=np.int64))
+        return self.sources[lagged].s_out
 
     def _in_port(self, target: str) -> Any:
         """Where a synapse writes: a readout's sink or a population's current input."""
@@ -199,14 +240,17 @@ class Network:
 
     def _conv(self, s: Conv) -> None:
         """A Conv synapse as Lava's ``Conv``: weights flipped and transposed
-        (:func:`~targets.loihi.layout.lava_conv_weight`), stride and padding in (x, y) order;
-        a relay after it for max pooling and/or a delay."""
+        (:func:`~targets.loihi.layout.lava_conv_weight`), stride and padding in (x, y) order,
+        more than 127 groups merged into block-diagonal ones (Lava keeps ``groups`` in 8 bits:
+        :func:`~targets.loihi.layout.lava_conv_groups`); a relay after it for max pooling
+        and/or a delay."""
+        weight, groups = lava_conv_groups(s.weight, int(s.groups))
         proc = LavaConv(
-            weight=lava_conv_weight(s.weight),
+            weight=lava_conv_weight(weight),
             input_shape=lava_shape(tuple(s.in_shape), int(np.prod(s.in_shape))),
             padding=(int(s.padding[1]), int(s.padding[0])),
             stride=(int(s.stride[1]), int(s.stride[0])),
-            groups=int(s.groups), num_message_bits=message_bits(self.graph, s.source),
+            groups=groups, num_message_bits=message_bits(self.graph, s.source),
         )
         conv_out = lava_shape(tuple(s.conv_shape), int(np.prod(s.conv_shape)))
         if tuple(int(v) for v in proc.output_shape) != tuple(conv_out):
@@ -293,6 +337,8 @@ class Network:
         for s in self.graph.synapses:
             if s.source == INPUT:
                 a = tuple(s.source_slice) if s.source_slice is not None else None
+                if synapse_lag(s):
+                    a = ("lag", a, synapse_lag(s))
             else:
                 a = s.source
             parent[find(a)] = find(s.target)
@@ -313,8 +359,11 @@ class Network:
     def run(self) -> dict[str, np.ndarray]:
         """Compile and run every step; return the raw timelines int64 [steps, size] in OUR
         flat order: ``spikes/<population>``, ``readouts/<readout>`` and (with record_state)
-        ``states/<population>/u|v``. Sets ``compile_s`` (compilation and process start-up)
-        and ``run_s`` (the steps themselves), in seconds."""
+        ``states/<population>/u|v``; and ``overflow/<population>``, int64
+        [len(fixedpoint.OVERFLOW_KINDS), steps]: each step's overflow events over all the
+        population's neurons, per kind (``models.StateLIFResetModel``). Sets ``compile_s``
+        (compilation and process start-up) and ``run_s`` (the steps themselves), in
+        seconds."""
         cfg = Loihi2SimCfg(select_tag=RUN_TAG,
                            exception_proc_model_map=recording_models(self.record_state))
         source = next(iter(self.sources.values()))
@@ -332,6 +381,8 @@ class Network:
             for name, proc in sinks.items():
                 out[f"{kind}/{name}"] = records_to_ours(
                     np.load(proc.proc_params["record_path"]), self.perm[name], self.steps)
+        for name, lif in self.lifs.items():
+            out[f"overflow/{name}"] = np.load(lif.proc_params["overflow_path"])
         if self.record_state:
             for name, lif in self.lifs.items():
                 uv = np.load(lif.proc_params["record_path"])  # [2, steps, *shape]

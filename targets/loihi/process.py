@@ -1,4 +1,4 @@
-"""Our two Lava processes: their interfaces (ports and parameters) only.
+"""Our Lava processes: their interfaces (ports and parameters) only.
 
 Their behaviour is in :mod:`targets.loihi.models`, as Lava splits its own processes
 (lava/proc/lif/process.py vs models.py). Lava's compiler finds a process's models by importing
@@ -34,6 +34,31 @@ class CurrentRelay(AbstractProcess):
         super().__init__(in_shape=in_shape, out_shape=out_shape, pool=pool, delay=delay)
         self.a_in = InPort(shape=in_shape)
         self.a_out = OutPort(shape=out_shape)
+
+
+class SpikeGate(AbstractProcess):
+    """Between a population and its recurrent synapse: passes the population's spikes on,
+    except those that would reach the next sample (``core.graph.recurrent_carries``), which
+    it replaces by no spikes.
+
+    Stock Lava cannot drop them: ``LIFReset`` resets u and v *after* receiving the step's
+    input and then integrates it, so a recurrent spike from the last step of sample s would
+    enter the first step of sample s + 1, where the trained model has no recurrent input.
+    This is plumbing: it computes nothing and receives and sends within one step (no latency
+    of its own); the recurrent synapse itself is a stock ``Dense``/``DelayDense``/``Conv``.
+
+    Args:
+        shape: the population's Lava port shape.
+        latency: the population's latency (core.graph.QGraph.latency).
+        timesteps: T, the steps per sample.
+        delay: the recurrent synapse's delay.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], latency: int, timesteps: int,
+                 delay: int) -> None:
+        super().__init__(shape=shape, latency=latency, timesteps=timesteps, delay=delay)
+        self.s_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
 
 
 class SpikeAttentionProcess(AbstractProcess):

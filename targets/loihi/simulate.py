@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from core import fixedpoint as fx
 from core.errors import UserError
 from core.graph import QGraph, check_lava_limits
-from targets.base import RunResult, check_inputs, unpipeline
+from targets.base import OverflowCounter, RunResult, check_inputs, unpipeline
 from targets.loihi.layout import to_timeline
 from targets.loihi.network import Network
 
@@ -39,7 +40,9 @@ def simulate(
     Counters: ``samples``, ``spikes`` (all records), ``lava_runs`` (networks),
     ``lava_steps`` (all chunks), ``lava_build_s`` (creating the processes),
     ``lava_compile_s`` (compilation and process start-up), ``lava_run_s`` (the steps alone),
-    ``lava_wall_s`` (compile + run), ``lava_steps_per_s`` (lava_steps / lava_run_s); times in s.
+    ``lava_wall_s`` (compile + run), ``lava_steps_per_s`` (lava_steps / lava_run_s); times in s;
+    ``overflow/<kind>/<population>``: the overflow events of Lava's own LIF updates on the
+    steps the records keep (``targets.loihi.models.StateLIFResetModel``).
 
     Raises:
         UserError: bad inputs (:func:`targets.base.check_inputs`) or ``chunk`` < 1.
@@ -61,6 +64,7 @@ def simulate(
               for p, pop in graph.populations.items()} if record_state else {}
     counters: dict = {"samples": n, "lava_runs": 0, "lava_steps": 0, "lava_build_s": 0.0,
                       "lava_compile_s": 0.0, "lava_run_s": 0.0, "lava_wall_s": 0.0}
+    overflow = OverflowCounter(list(graph.populations))
     for start in range(0, n, chunk):
         xs = x[start : start + chunk]
         k = xs.shape[0]
@@ -86,6 +90,9 @@ def simulate(
         sl = slice(start, start + k)
         for p in graph.populations:
             spikes[p][sl] = unpipeline(raw[f"spikes/{p}"], lat[p], k, T) != 0
+            # the steps the records keep: lat[p] ... lat[p] + k*T - 1
+            window = raw[f"overflow/{p}"][:, lat[p] : lat[p] + k * T].sum(axis=1)
+            overflow.add_counts(p, dict(zip(fx.OVERFLOW_KINDS, window.tolist(), strict=True)))
             if record_state:
                 for j, key in enumerate("uv"):
                     states[p][j][sl] = unpipeline(raw[f"states/{p}/{key}"], lat[p], k, T)
@@ -95,4 +102,5 @@ def simulate(
             on_samples(k)
     counters["spikes"] = int(sum(int(s.sum()) for s in spikes.values()))
     counters["lava_steps_per_s"] = counters["lava_steps"] / max(counters["lava_run_s"], 1e-9)
+    counters.update(overflow.counters())
     return RunResult(spikes=spikes, readouts=readouts, counters=counters, states=states)

@@ -112,7 +112,8 @@ def test_quantize_cli_writes_beside_the_input_and_prints_json(tmp_path):
     assert out["report"] == json.loads(json.dumps(rep.to_dict()))
     assert set(out["report"]["synapses"]["fc1"]) == {
         "source", "target", "kind", "delay", "max_pool", "weight_exp", "max_abs_weight",
-        "weights_clipped", "all_zero", "rel_rms_error"}
+        "weights_clipped", "all_zero", "floors_to_zero", "rel_rms_error"}
+    assert out["report"]["dt"] == 1e-3 and out["report"]["dt_source"] == "recorded in the graph"
     r = subprocess.run([sys.executable, "-m", "convert.quantize", str(src), "-o", str(src)],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2 and "is the input file" in r.stderr
@@ -123,10 +124,11 @@ def test_report_formats_as_tables():
     _, rep = load_graph(DATA / "conv_snn_digits.nir")
     lines = format_report(rep).splitlines()
     assert lines[0].split() == ["population", "vth", "du", "dv", "bias_exp", "worst", "a_in",
-                                "headroom"]
+                                "u", "steps", "headroom", "v", "headroom"]
     p = rep.populations["lif1"]
     assert lines[1].split() == ["lif1", str(p.vth), str(p.du), str(p.dv), str(p.bias_exp),
-                                str(p.worst_a_in), f"{p.a_in_headroom:.2f}"]
+                                str(p.worst_a_in), f"{p.u_steps:.2f}", f"{p.a_in_headroom:.2f}",
+                                f"{p.v_headroom:.2f}"]
     assert any(line.startswith("output") and "(readout, scale" in line for line in lines)
     assert sum(line.split()[0] in rep.synapses for line in lines[1:]) == len(rep.synapses)
 
@@ -229,16 +231,20 @@ def _simple(**over):
 
 
 @pytest.mark.parametrize("graph,message", [
-    (lambda: _simple(nodes={"lif": nir.LI(np.ones(2), np.ones(2), np.zeros(2))}),
-     "'lif' is a NIR LI"),
+    # an LI is a readout (tests/convert/test_foreign_kinds.py); its membrane is no spike train
+    (lambda: _simple(nodes={"li": nir.LI(np.full(2, 1e-3), np.ones(2), np.zeros(2))},
+                     edges=[("in", "fc"), ("fc", "li"), ("li", "lif"), ("lif", "out")]),
+     "'li' \\(LI\\) feeds 'lif': a non-spiking LI sends its membrane"),
     (lambda: _simple(nodes={"fc": nir.Affine(np.ones((2, 4)), np.zeros(2))}), "shapes don't chain"),
     (lambda: _simple(nodes={"lif": nir.LIF(np.full(2, 2e-4), np.full(2, 2.0), np.zeros(2),
                                            np.ones(2), v_reset=np.full(2, 0.5))}), "v_reset"),
     (lambda: _simple(metadata={"reset": "subtract"}), "resets v to zero"),
+    # a loop (recurrence is supported, tests/targets/test_recurrent.py) whose shapes don't fit
     (lambda: _simple(edges=[("in", "fc"), ("fc", "lif"), ("lif", "fc"), ("lif", "out")]),
-     "cycle"),
-    (lambda: _simple(nodes={"lif": nir.LIF(np.array([2e-4, 3e-4]), np.full(2, 2.0), np.zeros(2),
-                                           np.ones(2))}), "one decay per population"),
+     r"'fc' \(Affine\) receives inputs of sizes \[2, 3\]"),
+    (lambda: _simple(nodes={"lif": nir.LIF(np.array([2e-4, np.nan]), np.full(2, 2.0),
+                                           np.zeros(2), np.ones(2))}),
+     "'lif' \\(LIF\\): tau = nan is not a finite number"),
 ])
 def test_unmappable_graphs_are_refused_by_name(graph, message):
     with pytest.raises(GraphError, match=message):
@@ -278,11 +284,14 @@ def test_foreign_graph_runs_with_user_inputs(tmp_path):
     np.save(tmp_path / "x.npy", x)
     cmd = [sys.executable, "-m", "targets.event_sim", str(path), "--input", str(tmp_path / "x.npy"),
            "--samples", "5", "--no-progress"]
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and "timesteps" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([*cmd, "--timesteps", "7", "--record", str(tmp_path / "rec.npz")], cwd=ROOT,
+    # the graph records no T: the input's (7) is used; a --timesteps that disagrees is refused
+    r = subprocess.run([*cmd, "--timesteps", "5"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "--timesteps 5 disagrees with the input, which has 7" \
+        in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([*cmd, "--record", str(tmp_path / "rec.npz")], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert "T=7, dt=0.0001 s (inferred from the file: r = tau/dt" in r.stdout
     qg, _ = load_graph(path, timesteps=7)
     assert qg.populations["lif1"].dv == 1024  # beta 0.75 with snnTorch's dt convention
     with np.load(tmp_path / "rec.npz") as z:
@@ -323,12 +332,13 @@ def test_to_nir_refuses_a_foreign_pickle(tmp_path):
 
 
 def test_unsupported_node_file_gives_one_line(tmp_path):
-    g = _simple(nodes={"lif": nir.Threshold(np.ones(2))})
+    g = _simple(nodes={"lif": nir.CubaLI(np.ones(2), np.ones(2), np.ones(2), np.zeros(2))})
     path = tmp_path / "bad.nir"
     nir.write(str(path), g)
     r = subprocess.run([sys.executable, "-m", "convert.quantize", str(path), "-o",
-                        str(tmp_path / "o.nir")], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and "'lif' is a NIR Threshold" in r.stderr
+                        str(tmp_path / "o.nir"), "--timesteps", "4"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "'lif' is a NIR CubaLI" in r.stderr
     assert not (tmp_path / "o.nir").exists()
 
 

@@ -8,14 +8,14 @@ here need no framework: they read the committed files.
 - every file is read by ``core.nir_ext.read_nir``, and its reference names exactly the graph's
   neuron nodes;
 - the graphs we import deploy with identical spikes on torch_ref, event_sim and Lava, and every
-  layer of the framework's simulation is a population of the deployed graph (so the two can be
-  compared; how far they agree today is issue 9's "before" column, not asserted here);
-- the graphs we cannot import give one exact one-line GraphError today, and are recorded as
-  strict xfails that deploy them: when issue 8 makes one importable, its xfail turns into a
-  failure that says so (then move it to IMPORTED).
+  layer of the framework's simulation is a population (or, for an LI, a readout) of the
+  deployed graph (so the two can be compared; how far they agree is issue 9's business, not
+  asserted here except for Norse's LI readout);
+- the graphs we refuse (issue 8 decided: ``norse_cubalif`` does not mean what Norse computes at
+  any dt) give one exact one-line GraphError that says why.
 
 ``dt`` (s) for each file is the one its framework's time constants assume, as a user would pass
-with ``--dt`` (recorded in the reference's ``meta``).
+with ``--dt`` (recorded in the reference's ``meta``), except where :data:`IMPORT_DT` says.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 import pytest
 
 from convert import load_graph
+from core import fixedpoint as fx
 from core.errors import GraphError
 from core.nir_ext import read_nir
 from targets import event_sim, torch_ref
@@ -39,21 +40,32 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 # The exports our importer takes today.
 IMPORTED = [
-    "snntorch_leaky", "snntorch_synaptic", "sinabs_iaf_mlp", "sinabs_conv", "rockpool_lif",
-    "spikingjelly_lif", "spikingjelly_if_conv",
+    "snntorch_leaky", "snntorch_synaptic", "snntorch_rleaky", "sinabs_iaf_mlp", "sinabs_conv",
+    "rockpool_lif", "spikingjelly_lif", "spikingjelly_if_conv", "norse_lif_li",
 ]
+
+# The dt (s) a user passes for a file, where it is not the framework's own (``meta["dt"]``):
+# Norse <= 1.1 writes tau = dt / tau_inv (1e-5 s for its 10 ms), so its LIF and LI files mean
+# what Norse computes at dt**2; at Norse's own dt the import refuses with that hint
+# (test_norse_file_at_norses_dt_is_refused_with_the_hint).
+IMPORT_DT = {"norse_lif_li": 1e-6}
+
+
+def import_dt(stem: str, meta: dict) -> float:
+    """The dt to import ``stem`` with: :data:`IMPORT_DT`, else the framework's."""
+    return IMPORT_DT.get(stem, meta["dt"])
+
 
 # The exports we refuse today, with the exact message (issue 8's targets).
 REFUSED = {
-    # snnTorch exports RLeaky as a NIR subgraph with a recurrent Linear (lif -> w_rec -> lif)
-    "snntorch_rleaky": "node '1.lif' is on a cycle: recurrent graphs are not supported",
-    # Norse's LIBoxCell readout is a NIR LI: a leaky integrator without spikes
-    "norse_lif_li": "node '3' is a NIR LI, which neurodeploy cannot map to Loihi (supported: "
-                    "LIF, CubaLIF, IF, Affine, Linear, Conv2d, SumPool2d, AvgPool2d, Flatten, "
-                    "Scale, MaxPool2d, SpikeAttention, Input, Output)",
-    # Norse 1.1.0's exporter writes tau = dt / tau_inv (1e-5 s for its default 10 ms)
+    # Norse 1.1.0's exporter writes tau = dt / tau_inv (1e-5 s for its default 10 ms); for a
+    # CubaLIF it also adds the input to the current unscaled, which NIR's CubaLIF does not:
+    # no dt makes the file mean what Norse computes, so it stays refused with that reason
     "norse_cubalif": "node '1' (CubaLIF): voltage decay factor -99 is outside [0, 1] with "
-                     "dt=0.001; pass the exporter's dt (--dt)",
+                     "dt=0.001 s: tau_mem = 1e-05 s is shorter than the step. Pass the "
+                     "exporter's dt (--dt); a CubaLIF from Norse <= 1.1 (tau = dt / tau_inv, "
+                     "input added to the current unscaled) does not follow NIR's CubaLIF and "
+                     "cannot be imported faithfully: re-export it with a fixed exporter",
 }
 
 NEURON_TYPES = ("LIF", "CubaLIF", "IF", "LI")
@@ -111,17 +123,21 @@ def test_export_reads_and_its_reference_names_the_neuron_nodes(stem):
 @pytest.mark.parametrize("stem", IMPORTED)
 def test_imported_export_deploys_identically_on_torch_ref_and_event_sim(stem):
     x, ref, meta = load_export(stem)
-    qg, _ = load_graph(DATA / f"{stem}.nir", dt=meta["dt"], timesteps=x.shape[1])
+    qg, _ = load_graph(DATA / f"{stem}.nir", dt=import_dt(stem, meta), timesteps=x.shape[1])
     a, b = torch_ref.run(qg, x), event_sim.run(qg, x)
-    assert set(a.spikes) == set(b.spikes)
+    assert set(a.spikes) == set(b.spikes) and set(a.readouts) == set(b.readouts)
     for name in a.spikes:
         assert np.array_equal(a.spikes[name], b.spikes[name]), name
-    # every layer the framework recorded is a deployed population of the same shape, so the
-    # reference comparison of issue 9 can be made layer by layer
+    for name in a.readouts:
+        assert np.array_equal(a.readouts[name], b.readouts[name]), name
+    # every layer the framework recorded is a deployed population (spikes) or readout (an LI's
+    # membrane) of the same shape, so the reference comparison of issue 9 can be made layer by
+    # layer
     for k, s in ref.items():
-        name = k.split(".", 1)[1]
-        assert name in a.spikes, (name, sorted(a.spikes))
-        assert a.spikes[name].shape == s.shape, name
+        kind, name = k.split(".", 1)
+        records = a.spikes if kind == "spikes" else a.readouts
+        assert name in records, (name, sorted(records))
+        assert records[name].shape == s.shape, name
 
 
 @pytest.mark.parametrize("stem", IMPORTED)
@@ -131,7 +147,7 @@ def test_imported_export_verifies_on_lava_from_the_command_line(stem):
     x, _, meta = load_export(stem)
     r = subprocess.run(
         [sys.executable, "-m", "targets.verify", str(DATA / f"{stem}.nir"), "--input",
-         str(DATA / f"{stem}_inputs.npy"), "--dt", str(meta["dt"]), "--timesteps",
+         str(DATA / f"{stem}_inputs.npy"), "--dt", str(import_dt(stem, meta)), "--timesteps",
          str(x.shape[1]), "--samples", str(len(x)), "--targets", "torch_ref,event_sim,lava",
          "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -148,21 +164,36 @@ def test_refused_export_gives_one_exact_line(stem):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.parametrize("stem", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, raises=GraphError,
-                                            reason=f"issue 8: {REFUSED[s]}"))
-    for s in sorted(REFUSED)
-])
-def test_refused_export_deploys(stem):
-    """What issue 8 is to make true: the export imports and runs identically on both targets."""
-    x, ref, meta = load_export(stem)
-    qg, _ = load_graph(DATA / f"{stem}.nir", dt=meta["dt"], timesteps=x.shape[1])
-    a, b = torch_ref.run(qg, x), event_sim.run(qg, x)
-    for name in a.spikes:
-        assert np.array_equal(a.spikes[name], b.spikes[name]), name
-    for k in ref:
-        if k.startswith("spikes."):
-            assert k.split(".", 1)[1] in a.spikes, k
+def test_norse_file_at_norses_dt_is_refused_with_the_hint():
+    """At Norse's own dt its tau (dt / tau_inv) is shorter than the step: one line that says
+    which dt makes the file mean what Norse computes (the dt the tests above pass)."""
+    x, _, meta = load_export("norse_lif_li")
+    with pytest.raises(GraphError) as e:
+        load_graph(DATA / "norse_lif_li.nir", dt=meta["dt"], timesteps=x.shape[1])
+    assert str(e.value) == (
+        "node '1' (LIF): voltage decay factor -99 is outside [0, 1] with dt=0.001 s: tau = "
+        "1e-05 s is shorter than the step. Pass the exporter's dt (--dt); a file from Norse "
+        "<= 1.1 (which writes tau = dt / tau_mem_inv) runs as Norse does with --dt set to the "
+        "square of Norse's dt (1e-06 for its default 1e-3)")
+
+
+def test_norse_li_readout_follows_norses_membrane():
+    """The LI readout's membrane (``fixedpoint.readout_membrane`` of the deployed currents, in
+    float units) against Norse's own LI membrane ``v.3``: where the deployed LIF layer spikes
+    exactly as Norse's (quantization moves a few spikes), the membranes agree to 1% of their
+    range at every step; overall the LIF spikes agree on >= 99% of entries."""
+    x, ref, _ = load_export("norse_lif_li")
+    qg, rep = load_graph(DATA / "norse_lif_li.nir", dt=IMPORT_DT["norse_lif_li"],
+                         timesteps=x.shape[1])
+    r = qg.readouts["3"]
+    assert r.dv == 410  # beta = 1 - dt * tau_mem_inv = 0.9: 0.1 * 4096
+    run = torch_ref.run(qg, x)
+    v = fx.readout_membrane(run.readouts["3"], r.bias, r.dv) / (rep.populations["3"].scale
+                                                                  * (1 << fx.ACT_SHIFT))
+    same = (run.spikes["1"] == ref["spikes.1"]).all(axis=(1, 2))
+    assert (run.spikes["1"] == ref["spikes.1"]).mean() >= 0.99 and same.sum() >= len(x) // 2
+    span = np.abs(ref["v.3"]).max()
+    assert np.abs(v[same] - ref["v.3"][same]).max() <= 0.01 * span
 
 
 NO_NETWORK = """

@@ -216,6 +216,57 @@ def test_example_b_file_edges_attention_inputs_and_stock_nir(tmp_path):
         assert np.array_equal(a[name].readouts["R"], b[name].readouts["R"])
 
 
+# --- example D ---------------------------------------------------------------------------------
+
+def example_d() -> QGraph:
+    """Example D: a relay population with a recurrent synapse that swaps its two neurons."""
+    return QGraph(
+        InputSpec((2,), "spikes", 1), {"P": _relay("P", (2,))}, {"R": Readout("R", (1,))},
+        [Dense("in", INPUT, "P", np.eye(2, dtype=np.int64)),
+         Dense("rec", "P", "P", np.array([[0, 1], [1, 0]])),
+         Dense("out", "P", "R", np.array([[1, 2]]))],
+        timesteps=4)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_example_d_records_as_the_page_states(target):
+    g = example_d()
+    g.validate()
+    assert g.latency() == {INPUT: 0, "P": 1, "R": 2}
+    x = np.array(assignments("example-d-input")["x"])
+    want = assignments("example-d-records")
+    r = TARGETS[target](g, x, record_state=True)
+    assert r.spikes["P"].astype(int).tolist() == want["spikes P"]
+    assert r.states["P"][0].tolist() == want["u P"]
+    assert r.readouts["R"].tolist() == want["readout R"]
+
+
+def test_example_d_deployed_timeline_as_the_page_states():
+    g = example_d()
+    x = np.array(assignments("example-d-input")["x"])
+    tl = event_sim.simulate(g, check_inputs(g, x), record_state=True)
+    rows = [line.split(None, 1) for line in pinned("example-d-timeline").splitlines()[1:]]
+    assert tl.counters["steps"] == len(rows) == 2 * g.timesteps + g.depth
+    for k_text, rest in rows:
+        k = int(k_text)
+        u, s, r = ast.literal_eval("(" + re.sub(r"\]\s+\[", "], [", rest.strip()) + ")")
+        assert tl.u["P"][k, 0].tolist() == u, k
+        assert tl.spikes["P"][k, 0].astype(int).tolist() == s, k
+        assert tl.readouts["R"][k, 0].tolist() == r, k
+
+
+def test_example_d_file_edges_mark_and_stock_nir(tmp_path):
+    g = example_d()
+    f, back = _file_roundtrip(g, tmp_path / "d.nir")
+    assert [tuple(e) for e in f.edges] == edge_list("example-d-edges")
+    stock = nir.read(str(tmp_path / "d.nir"))  # only standard primitives: stock NIR reads it
+    assert int(stock.nodes["rec"].metadata["loihi_recurrent"]) == 1
+    assert "loihi_recurrent" not in stock.nodes["in"].metadata
+    x = np.array(assignments("example-d-input")["x"])
+    assert event_sim.run(back, x).spikes["P"].astype(int).tolist() == \
+        assignments("example-d-records")["spikes P"]
+
+
 # --- example C and the inputs ----------------------------------------------------------------
 
 @pytest.mark.parametrize("target", TARGETS)
