@@ -143,7 +143,7 @@ def run(
         if progress:
             cmd.append("--progress")
         with progress_bar(len(x), desc="lava", unit="sample", enabled=progress) as bar:
-            tail = _run_worker(cmd, bar.update)
+            tail = run_worker(cmd, bar.update)
         if not opath.exists():
             raise EnvironmentMissingError("the Lava worker wrote no result:\n" + tail)
         result = load_record(opath)
@@ -157,9 +157,11 @@ def run(
     )
 
 
-def _run_worker(cmd: list[str], on_samples: Callable[[int], None]) -> str:
-    """Run the worker; copy its output (stdout and stderr) to our stderr line by line as it
-    comes, except progress lines, which go to ``on_samples``. Returns the output's tail.
+def run_worker(cmd: list[str], on_samples: Callable[[int], None]) -> str:
+    """Run the worker command ``cmd`` (``[lava python, "-m", "targets.loihi.worker", graph,
+    inputs, out, ...]``, as :func:`run` builds it); copy its output (stdout and stderr) to our
+    stderr line by line as it comes, except progress lines, which go to ``on_samples``.
+    Returns the output's tail.
 
     Raises:
         GraphError: the worker refused the graph (exit code 2, its one-line message).

@@ -233,7 +233,7 @@ def test_a_graph_beyond_lavas_limits_is_refused_before_lava_starts(monkeypatch):
     def no_worker(*args):
         raise AssertionError("the worker was started")
 
-    monkeypatch.setattr(loihi, "_run_worker", no_worker)
+    monkeypatch.setattr(loihi, "run_worker", no_worker)
     with pytest.raises(GraphError, match="delay 64 > 63"):
         loihi.run(bad, random_inputs(bad, 1, seed=0))
 
@@ -246,7 +246,7 @@ def test_the_worker_refuses_a_float_graph_in_one_line(tmp_path):
            str(loihi.REPO_ROOT / "tests" / "data" / "snntorch_mlp.nir"),
            str(tmp_path / "x.npy"), str(tmp_path / "out.npz")]
     with pytest.raises(GraphError, match="snntorch_mlp.nir: not an integer graph"):
-        loihi._run_worker(cmd, lambda samples: None)
+        loihi.run_worker(cmd, lambda samples: None)
     assert not (tmp_path / "out.npz").exists()
 
 
