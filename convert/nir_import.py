@@ -4,7 +4,8 @@ The rewrites done here are exact in float:
 - every chain of linear nodes (Affine, Linear, Conv2d, Conv1d, pooling, Flatten, Scale) between
   two neuron nodes becomes one synapse; pooling followed by a convolution becomes one strided
   convolution with an expanded kernel, a chain into a (C, H, W) map one convolution (checked
-  exact), any other chain one dense matrix (:class:`convert.nir_view.NIRView`); a Conv1d is a Conv2d with H = 1;
+  exact), any other chain one dense matrix (:class:`convert.nir_view.NIRView`); a Conv1d is a
+  Conv2d with H = 1;
 - biases along a chain become the target population's per-step bias;
 - NIR's continuous-time parameters become per-step factors with the graph's ``dt`` (given,
   recorded, pinned by an exporter's convention, or guessed with a warning:
