@@ -140,3 +140,19 @@ def overflow_warning(counters: dict[str, Any], target: str | None = None) -> str
     return (f"{who}{total} overflow event(s) ({parts}): the neurons' state left Loihi's "
             "fixed-point range, so the deployed network no longer computes what the float "
             "network does (docs/contract.md, 'Overflow')")
+
+
+def lanes_in_sample(step: int, latency: int, timesteps: int, per_lane: int, n: int,
+                    lanes: int) -> int:
+    """How many leading lanes have a node of ``latency`` inside a real sample at ``step``.
+
+    ``n`` samples run on ``lanes`` side-by-side timelines of ``per_lane`` samples each (lane l
+    holds samples ``l*per_lane ...``), back to back with ``timesteps`` steps per sample, as
+    :func:`unpipeline` cuts them. Shared by the targets that simulate the deployed timeline
+    (event_sim, onnx_rt).
+    """
+    k = step - latency
+    if k < 0 or k >= per_lane * timesteps:
+        return 0
+    j = k // timesteps  # sample index within the lane
+    return min(lanes, -(-(n - j) // per_lane))

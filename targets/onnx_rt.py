@@ -39,7 +39,13 @@ from core import fixedpoint as fx
 from core.cli import progress_bar, run_cli
 from core.errors import EnvironmentMissingError, GraphError, UserError
 from core.graph import INPUT, QGraph
-from targets.base import OverflowCounter, RunResult, check_inputs, unpipeline
+from targets.base import (
+    OverflowCounter,
+    RunResult,
+    check_inputs,
+    lanes_in_sample,
+    unpipeline,
+)
 from targets.cli import SummaryRow, add_common_args, prepare, report_run
 
 try:  # the `onnx` extra (pyproject.toml)
@@ -84,15 +90,6 @@ def model_metadata(sess: Any) -> dict[str, Any]:
         raise GraphError("this ONNX model has no 'neurodeploy' metadata: it was not written by "
                          "python -m convert.to_onnx")
     return json.loads(props[META_KEY])
-
-
-def _n_valid(step: int, latency: int, timesteps: int, per_lane: int, n: int, lanes: int) -> int:
-    """Leading lanes whose node of this latency is inside a real sample at this step."""
-    k = step - latency
-    if k < 0 or k >= per_lane * timesteps:
-        return 0
-    j = k // timesteps  # sample index within the lane
-    return min(lanes, -(-(n - j) // per_lane))
 
 
 def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
@@ -144,7 +141,7 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
             res = dict(zip(out_names, sess.run(out_names, feed), strict=True))
             for p in pops:
                 raw_s[p][k] = res[f"spikes/{p}"]
-                nv = _n_valid(k, lat[p], t_steps, per_lane, n, lanes)
+                nv = lanes_in_sample(k, lat[p], t_steps, per_lane, n, lanes)
                 if nv:  # inside real samples only, as every target counts them
                     overflow.add_counts(p, {kind: int(res[f"overflow/{kind}/{p}"][:nv].sum())
                                             for kind in fx.OVERFLOW_KINDS})
@@ -155,7 +152,7 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
                 raw_r[r][k] = res[f"readout/{r}"]
             for s in syns:
                 ev = res[f"events/{s}"]
-                nv = _n_valid(k, src_lat[s], t_steps, per_lane, n, lanes)
+                nv = lanes_in_sample(k, src_lat[s], t_steps, per_lane, n, lanes)
                 inside = int(ev[:nv].sum())
                 events[s] += inside
                 extra += int(ev.sum()) - inside

@@ -43,7 +43,13 @@ import numpy as np
 from core import fixedpoint as fx
 from core.cli import progress_bar
 from core.graph import INPUT, QGraph, lag_carries, recurrent_carries
-from targets.base import OverflowCounter, RunResult, check_inputs, unpipeline
+from targets.base import (
+    OverflowCounter,
+    RunResult,
+    check_inputs,
+    lanes_in_sample,
+    unpipeline,
+)
 from targets.event_sim.fanout import (
     CompiledSynapse,
     FanOut,
@@ -70,15 +76,6 @@ __all__ = [
 # the active sources is several times faster than scattering their CSR entries one by one
 # (measured on the benchmark MLP; docs/event_sim.md). Read when each run starts.
 DENSE_ROWS_MIN_DENSITY = 0.25
-
-
-def _n_valid(step: int, latency: int, timesteps: int, per_lane: int, n: int, lanes: int) -> int:
-    """Leading lanes whose node of this latency is inside a real sample at this step."""
-    k = step - latency
-    if k < 0 or k >= per_lane * timesteps:
-        return 0
-    j = k // timesteps  # sample index within the lane
-    return min(lanes, -(-(n - j) // per_lane))
 
 
 @dataclass
@@ -186,7 +183,7 @@ def simulate(
                 if record_state:
                     raw_u[name][k] = un
                     raw_v[name][k] = vn
-                nv = _n_valid(k, lat[name], t_steps, per_lane, n, lanes)
+                nv = lanes_in_sample(k, lat[name], t_steps, per_lane, n, lanes)
                 if nv:
                     overflow.add(name, fx.Overflow(*(flags[:nv] for flags in ov)))
                     max_u = max(max_u, int(np.abs(un[:nv]).max(initial=0)))
@@ -207,7 +204,7 @@ def simulate(
                     y.drop(k)  # a model delay past the sample's end (core.graph.lag_carries)
                     continue
                 y.propagate([x_k if node == INPUT else raw_s[node][k] for node in y.sources],
-                            _n_valid(k, lat[y.sources[0]], t_steps, per_lane, n, lanes), k)
+                            lanes_in_sample(k, lat[y.sources[0]], t_steps, per_lane, n, lanes), k)
             bar.update(1)
 
     counters: dict[str, int] = {"synaptic_events": 0, "ac": 0, "mac": 0}
