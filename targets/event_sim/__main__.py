@@ -17,8 +17,8 @@ import time
 
 from core import fixedpoint as fx
 from core.cli import run_cli
-from targets.cli import SummaryRow, add_common_args, prepare, report_run
-from targets.event_sim import run
+from targets.cli import SummaryRow, add_common_args, prepare, report_run, run_target
+from targets.event_sim import kernels
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.lanes < 1:
         ap.error("--lanes must be at least 1")
     prep = prepare(args)
+    if not kernels.COMPILED:
+        print("event_sim: numba is not installed, the event loop runs as plain Python "
+              "(identical results, much slower): pip install numba", file=sys.stderr)
     t0 = time.perf_counter()
-    result = run(prep.graph, prep.inputs, record_state=args.record_state,
-                 progress=prep.progress, lanes=args.lanes)
+    result = run_target(prep, "event_sim", record_state=args.record_state, lanes=args.lanes)
     wall = time.perf_counter() - t0
     c = result.counters
     rate = c["synaptic_events"] / max(wall, 1e-9)

@@ -30,6 +30,7 @@ from core.graph import (
     synapse_lag,
     synapse_sources,
 )
+from targets.event_sim import kernels
 from targets.event_sim.fanout import CompiledSynapse, compile_synapse
 
 
@@ -107,11 +108,11 @@ class Synapse:
 
 
 class TableSynapse(Synapse):
-    """A Dense or Conv: fan-out through its compiled table, two exact kernels.
+    """A Dense or Conv: fan-out through its compiled table by a compiled kernel.
 
-    Dense rows (dense tables) sum the weight rows of the active sources; the CSR scatter sums
-    the fanned-out entries per target, in float64 where :func:`compile_synapse` found that
-    exact, else in int64.
+    Dense tables add the weight rows of the active sources (:func:`kernels.fan_out_rows`),
+    sparse ones scatter their CSR rows (:func:`kernels.fan_out_csr`); both sum in int64 and
+    count the events as they go. The output currents are then computed by core.fixedpoint.
     """
 
     def __init__(self, compiled: CompiledSynapse, lanes: int):
@@ -119,34 +120,30 @@ class TableSynapse(Synapse):
         s = compiled.spec
         self.table = compiled.table
         self.graded = compiled.graded
-        self.weights_f = compiled.weights_f
+        self.indices = compiled.indices
+        self.weights = compiled.weights
         self.rows = compiled.rows
+        self.fanout = compiled.table.fanout
         self.weight_exp = s.weight_exp
-        self.source_slice = s.source_slice
+        self.lo = 0 if s.source_slice is None else int(s.source_slice[0])
         self.conv = isinstance(s, Conv)
         self.max_pool = s.max_pool if self.conv else None
         self.pool_shape = (lanes, *s.conv_shape) if self.max_pool else None
 
     def _currents(self, values: Sequence[np.ndarray], n_valid: int) -> np.ndarray | None:
         (vals,) = values
-        if self.source_slice is not None:
-            vals = vals[:, self.source_slice[0] : self.source_slice[1]]
         t = self.table
-        lane, src = np.nonzero(vals)
-        if src.size == 0:
-            return None
-        starts = t.indptr[src]
-        counts = t.indptr[src + 1] - starts
-        total = int(counts.sum())
-        in_sample = int(counts[lane < n_valid].sum()) if n_valid < self.lanes else total
-        self.events += in_sample
-        self.extra_events += total - in_sample
-        if total == 0:
-            return None
+        acc = np.zeros((self.lanes, t.n_out), dtype=np.int64)
         if self.rows is not None:
-            acc = self._sum_rows(lane, src, vals)
+            inside, outside = kernels.fan_out_rows(vals, self.lo, self.rows, self.fanout, acc,
+                                                   n_valid)
         else:
-            acc = self._scatter(lane, src, vals, starts, counts, total)
+            inside, outside = kernels.fan_out_csr(vals, self.lo, t.indptr, self.indices,
+                                                  self.weights, acc, n_valid)
+        self.events += inside
+        self.extra_events += outside
+        if inside + outside == 0:
+            return None
         if not self.conv:
             return fx.dense_output(acc, self.weight_exp)
         out = fx.conv_output(acc, self.weight_exp)
@@ -154,43 +151,6 @@ class TableSynapse(Synapse):
             out = fx.max_pool2d(out.reshape(self.pool_shape), self.max_pool).reshape(
                 self.lanes, -1)
         return out
-
-    def _sum_rows(self, lane: np.ndarray, src: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Dense tables: acc[lane] = sum of the weight rows of the lane's active sources."""
-        rows = self.rows[src]
-        if self.graded:
-            rows *= values[lane, src][:, None]
-        if self.lanes == 1:
-            return rows.sum(axis=0, keepdims=True)
-        # lane is sorted (C-order nonzero): each lane's rows are one contiguous block. One
-        # sum per lane (not per event) is much faster than np.add.reduceat over axis 0.
-        bounds = np.searchsorted(lane, np.arange(self.lanes + 1))
-        acc = np.zeros((self.lanes, self.table.n_out), dtype=np.int64)
-        for b in range(self.lanes):
-            if bounds[b + 1] > bounds[b]:
-                acc[b] = rows[bounds[b] : bounds[b + 1]].sum(axis=0)
-        return acc
-
-    def _scatter(self, lane: np.ndarray, src: np.ndarray, values: np.ndarray,
-                 starts: np.ndarray, counts: np.ndarray, total: int) -> np.ndarray:
-        """CSR tables: acc[lane, targets] += weight * value over all fanned-out connections."""
-        t = self.table
-        # positions of all fanned-out connections, concatenated row after row
-        ends = np.cumsum(counts)
-        pos = np.arange(total, dtype=np.int64) + np.repeat(starts - (ends - counts), counts)
-        tgt = t.indices[pos]
-        w = t.weights[pos] if self.weights_f is None else self.weights_f[pos]
-        if self.graded:
-            w = w * np.repeat(values[lane, src], counts)
-        if self.lanes > 1:
-            tgt = tgt + np.repeat(lane * t.n_out, counts)
-        size = self.lanes * t.n_out
-        if self.weights_f is not None:
-            acc = np.rint(np.bincount(tgt, weights=w, minlength=size)).astype(np.int64)
-        else:
-            acc = np.zeros(size, dtype=np.int64)
-            np.add.at(acc, tgt, w)
-        return acc.reshape(self.lanes, t.n_out)
 
 
 class AttentionSynapse(Synapse):
@@ -239,8 +199,11 @@ class AttentionSynapse(Synapse):
         return {**super().counters(), f"ands/{self.name}": self.ands}
 
 
-def build_synapses(graph: QGraph, lanes: int, dense_rows_min_density: float) -> list[Synapse]:
-    """One simulated synapse per synapse of ``graph``, in graph order, ``lanes`` wide.
+def compile_graph(graph: QGraph, dense_rows_min_density: float
+                  ) -> list[CompiledSynapse | SpikeAttention]:
+    """Compile every synapse of ``graph`` once (in graph order): a Dense or Conv becomes its
+    :class:`~targets.event_sim.fanout.CompiledSynapse`, a SpikeAttention stays as it is (it
+    has no table). Reused across the chunks of :func:`targets.event_sim.iter_run`.
 
     ``dense_rows_min_density``: see :func:`~targets.event_sim.fanout.compile_synapse`.
 
@@ -248,6 +211,24 @@ def build_synapses(graph: QGraph, lanes: int, dense_rows_min_density: float) -> 
         GraphError: a Conv whose shapes disagree (see
             :func:`~targets.event_sim.fanout.conv_table`).
     """
-    return [AttentionSynapse(s, graph, lanes) if isinstance(s, SpikeAttention)
-            else TableSynapse(compile_synapse(s, graph, dense_rows_min_density), lanes)
+    return [s if isinstance(s, SpikeAttention) else compile_synapse(s, graph,
+                                                                    dense_rows_min_density)
             for s in graph.synapses]
+
+
+def build_synapses(graph: QGraph, lanes: int, dense_rows_min_density: float,
+                   compiled: Sequence[CompiledSynapse | SpikeAttention] | None = None
+                   ) -> list[Synapse]:
+    """One simulated synapse per synapse of ``graph``, in graph order, ``lanes`` wide.
+
+    ``compiled``: the output of :func:`compile_graph` for this graph (compiled here when
+    None). ``dense_rows_min_density``: see :func:`~targets.event_sim.fanout.compile_synapse`.
+
+    Raises:
+        GraphError: a Conv whose shapes disagree (see
+            :func:`~targets.event_sim.fanout.conv_table`).
+    """
+    if compiled is None:
+        compiled = compile_graph(graph, dense_rows_min_density)
+    return [AttentionSynapse(c, graph, lanes) if isinstance(c, SpikeAttention)
+            else TableSynapse(c, lanes) for c in compiled]
