@@ -2,7 +2,10 @@
 
 - :func:`run_cli` turns a :class:`~core.errors.NeurodeployError` (bad input: a file, a graph,
   an option) into one line ``prog: message`` on stderr and exit code 2, and Ctrl-C into one
-  line and exit code 130; anything else is a bug and keeps its traceback.
+  line and exit code 130; SIGTERM and SIGHUP stop the command the same way (exit 143, 129):
+  they raise :class:`Terminated` (a ``KeyboardInterrupt``) so that every ``finally`` runs,
+  child processes are stopped and no half-written file stays; anything else is a bug and
+  keeps its traceback.
 - :func:`add_output_flags` gives every command the same ``--json`` and ``--no-progress`` /
   ``--quiet`` flags; :func:`progress` draws a progress bar only on a terminal (a log file gets
   no redraws).
@@ -17,8 +20,10 @@ import dataclasses
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,24 +39,93 @@ EXIT_USAGE = 2  # bad input (argparse uses 2 for bad arguments too)
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 
+# Termination signals turned into an exception by run_cli (SIGINT already raises
+# KeyboardInterrupt): the exit code is 128 + the signal's number, the shell's convention.
+TERMINATION_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM or SIGHUP while :func:`run_cli` runs a command.
+
+    A ``KeyboardInterrupt`` so that the code that cleans up after Ctrl-C (stopping worker
+    processes, removing temporary files, a training run's "interrupted" message) runs for a
+    termination too. ``signum``: the signal's number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = int(signum)
+
+
+# The termination signal received while run_cli runs a command (None: none yet).
+_received: int | None = None
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    global _received
+    _received = int(signum)
+    raise Terminated(signum)
+
+
+def _install_termination_handlers() -> dict[int, Any]:
+    """Make SIGTERM/SIGHUP raise :class:`Terminated`; returns the handlers to restore.
+
+    Only from the main thread (Python allows no other), and never over a signal the caller
+    chose to ignore (``nohup`` ignores SIGHUP on purpose).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for sig in TERMINATION_SIGNALS:
+        prev = signal.getsignal(sig)
+        if prev is signal.SIG_IGN:
+            continue
+        old[sig] = prev
+        signal.signal(sig, _raise_terminated)
+    return old
+
+
+def interrupted_exit_code(exc: BaseException | None = None) -> int:
+    """The exit code of an interrupted command: 128 + the signal (130 for Ctrl-C/SIGINT, 143
+    for SIGTERM, 129 for SIGHUP); ``exc``: the interrupt caught, if any."""
+    if isinstance(exc, Terminated):
+        return 128 + exc.signum
+    return EXIT_INTERRUPTED
+
+
 def run_cli(prog: str, main: Callable[[list[str] | None], int],
             argv: list[str] | None = None) -> int:
     """Run ``main(argv)`` and return its exit code; bad input is one line on stderr, code 2.
 
     ``FileNotFoundError``/``PermissionError``/``IsADirectoryError`` (a path the user gave) are
-    reported the same way as a :class:`NeurodeployError`.
+    reported the same way as a :class:`NeurodeployError`. Ctrl-C (SIGINT), SIGTERM and SIGHUP
+    end the command with one line ``prog: interrupted`` / ``prog: terminated (SIGTERM)`` and
+    exit code 128 + the signal; a ``main`` that catches the interrupt itself and returns 130
+    after a SIGTERM/SIGHUP gets that signal's code instead.
     """
+    global _received
+    _received = None
+    old = _install_termination_handlers()
     try:
-        return int(main(argv) or 0)
+        code = int(main(argv) or 0)
+        if code == EXIT_INTERRUPTED and _received is not None:
+            code = 128 + _received
+        return code
     except (NeurodeployError, FileNotFoundError, PermissionError, IsADirectoryError) as e:
         print(f"{prog}: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as e:
+        if isinstance(e, Terminated):
+            print(f"{prog}: terminated ({signal.Signals(e.signum).name})", file=sys.stderr)
+        else:
+            print(f"{prog}: interrupted", file=sys.stderr)
+        return interrupted_exit_code(e)
     except BrokenPipeError:  # `... | head`: the reader went away; not an error of ours
         sys.stderr.close()
         return EXIT_OK
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def add_output_flags(ap: argparse.ArgumentParser) -> None:

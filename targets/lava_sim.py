@@ -17,7 +17,8 @@ import time
 
 from core.cli import run_cli
 from targets import loihi
-from targets.cli import SummaryRow, add_common_args, prepare, report_run
+from targets.cli import SummaryRow, add_common_args, prepare, report_run, run_target
+from targets.report import chip_section
 
 PROG = "lava_sim"
 
@@ -58,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         loihi.lava_python()  # no Lava environment: say so before loading anything
     prep = prepare(args)
     t0 = time.perf_counter()
-    result = loihi.run(prep.graph, prep.inputs, chunk=args.chunk,
-                       record_state=args.record_state, progress=prep.progress)
+    result = run_target(prep, "lava", chunk=args.chunk, record_state=args.record_state)
     wall = time.perf_counter() - t0
     c = result.counters
     steps = SummaryRow(
@@ -68,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{'lava steps':<16}{c['lava_steps']:>21}  ({c['lava_steps_per_s']:.0f} steps/s "
         f"while stepping; {c['lava_runs']} network(s), build+compile "
         f"{c['lava_build_s'] + c['lava_compile_s']:.1f}s)")
-    return report_run("lava", prep, result, wall, [steps])
+    # the chip report's short form: cores, chips, binding constraints, energy/latency estimate
+    # (targets.report; the activity is event_sim's on the same inputs)
+    sec = chip_section(prep.graph, prep.inputs)
+    return report_run("lava", prep, result, wall, [steps, SummaryRow("chip_report", sec,
+                                                                     sec["text"])])
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from targets.base import (
     lanes_in_sample,
     unpipeline,
 )
-from targets.cli import SummaryRow, add_common_args, prepare, report_run
+from targets.cli import SummaryRow, add_common_args, prepare, report_run, run_target
 
 try:  # the `onnx` extra (pyproject.toml)
     import onnxruntime as ort
@@ -123,7 +123,9 @@ def drive(sess: Any, meta: dict[str, Any], x: np.ndarray, *, lanes: int = 1,
                  + [f"events/{s}" for s in syns] + overflow_names
                  + [f"next/{k}" for k in names])
     overflow = OverflowCounter(list(pops))
-    raw_s = {p: np.zeros((steps, lanes, sz), dtype=bool) for p, sz in pops.items()}
+    graded = set(meta.get("graded_populations", ()))  # spike counts (a graded reset mode)
+    raw_s = {p: np.zeros((steps, lanes, sz), dtype=np.int64 if p in graded else bool)
+             for p, sz in pops.items()}
     raw_r = {r: np.zeros((steps, lanes, d["size"]), dtype=np.int64) for r, d in readouts.items()}
     traced = pops if record_state else {}
     raw_u = {p: np.zeros((steps, lanes, sz), dtype=np.int64) for p, sz in traced.items()}
@@ -242,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--lanes must be at least 1")
     prep = prepare(args)
     t0 = time.perf_counter()
-    result = run(prep.graph, prep.inputs, record_state=args.record_state,
-                 progress=prep.progress, lanes=args.lanes)
+    result = run_target(prep, "onnx_rt", record_state=args.record_state, lanes=args.lanes)
     wall = time.perf_counter() - t0
     c = result.counters
     steps = SummaryRow("steps", c["steps"],

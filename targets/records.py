@@ -22,12 +22,21 @@ Several targets' runs of the same inputs (``targets.verify --record``; :func:`sa
 
 Records are aligned to the trained model's time axis on every target (see targets/base.py), so
 equal runs give equal arrays. numpy only: the Lava environment reads and writes these files.
+
+A long run's records are streamed (:class:`RecordWriter`): each chunk of samples is appended
+to one uncompressed ``.npy`` file per key in a hidden folder beside the output, and at the end
+those files are deflated one by one into the ``.npz`` (the same file :func:`save_record`
+writes), so that memory holds one chunk, never the whole run. An interrupted run leaves
+neither the output nor the folder.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
+import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +146,98 @@ def load_records(path: str | Path) -> dict[str, RunResult]:
         if TARGETS_KEY not in z.files:
             raise UserError(f"{path} holds one run, not per-target runs: use load_record")
         return {str(t): _result_from(z, f"{t}/") for t in z[TARGETS_KEY]}
+
+
+class RecordWriter:
+    """Streams a run's records to an ``.npz`` chunk by chunk (layout: the module docstring).
+
+    ``n_samples``: the run's total; every per-sample array (``spikes/...``, ``readouts/...``,
+    ``states/...``, ``labels``, ``scores``) must reach exactly that many rows. Use as a context
+    manager: on an exception (Ctrl-C included) the temporary folder is removed and ``path`` is
+    left as it was; :meth:`close` writes ``path`` atomically.
+
+        with RecordWriter("out.npz", n) as w:
+            for chunk in chunks:
+                w.append(record_arrays(run(chunk)) | {"labels": y[chunk]})
+            w.close({"counters": np.array(json.dumps(counters))})
+    """
+
+    def __init__(self, path: str | Path, n_samples: int) -> None:
+        self.path = Path(path)
+        self.n = int(n_samples)
+        # made on entering the context (or at the first append), not here: an interrupt
+        # between construction and the `with` would leave it behind
+        self._dir: Path | None = None
+        self._files: dict[str, Any] = {}  # key -> open .npy file
+        self._rows: dict[str, int] = {}
+
+    def _folder(self) -> Path:
+        if self._dir is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._dir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".parts",
+                                              dir=self.path.parent))
+        return self._dir
+
+    def append(self, arrays: dict[str, np.ndarray]) -> None:
+        """Append one chunk: every array [k, ...] holds the chunk's k samples (consecutive
+        after the previous chunk's). The first chunk fixes each key's dtype and row shape."""
+        for key, a in arrays.items():
+            a = np.ascontiguousarray(a)
+            f = self._files.get(key)
+            if f is None:
+                f = self._files[key] = open(self._folder() / f"{len(self._files)}.npy", "wb")
+                self._rows[key] = 0
+                header = np.lib.format.header_data_from_array_1_0(a)
+                header["shape"] = (self.n, *a.shape[1:])
+                np.lib.format.write_array_header_1_0(f, header)
+            if self._rows[key] + len(a) > self.n:
+                raise ValueError(f"{key}: more than {self.n} samples appended")
+            f.write(a.tobytes())
+            self._rows[key] += len(a)
+
+    def close(self, extra: dict[str, Any] | None = None) -> None:
+        """Finish the file: every streamed key complete, plus the arrays of ``extra`` (small
+        ones: ``counters``, ``targets``) under their own names; written atomically.
+
+        Raises:
+            ValueError: a streamed key got fewer rows than ``n_samples``.
+        """
+        for f in self._files.values():
+            f.close()
+        short = {k: r for k, r in self._rows.items() if r != self.n}
+        if short:
+            self.abort()
+            raise ValueError(f"records incomplete: {short} of {self.n} samples")
+        names = {k: self._folder() / f"{i}.npy" for i, k in enumerate(self._files)}
+
+        def write(tmp: str) -> None:
+            with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED,
+                                 allowZip64=True) as zf:
+                for key, part in names.items():
+                    zf.write(part, arcname=f"{key}.npy")  # copied in blocks, never whole
+                for key, value in (extra or {}).items():
+                    buf = io.BytesIO()
+                    np.lib.format.write_array(buf, np.asarray(value), allow_pickle=False)
+                    zf.writestr(f"{key}.npy", buf.getvalue())
+
+        try:
+            write_atomic(self.path, write)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything streamed so far (the output file is not touched)."""
+        for f in self._files.values():
+            f.close()
+        self._files.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> RecordWriter:
+        self._folder()
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is not None:
+            self.abort()

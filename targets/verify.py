@@ -15,6 +15,7 @@ event_sim and Lava never loads torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import sys
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from core import fixedpoint as fx
-from core.cli import print_json, run_cli
+from core.cli import print_json, progress_bar, run_cli
 from core.errors import UserError
 from core.graph import QGraph
 from targets.base import OVERFLOW_PREFIX, RunResult, overflow_warning
@@ -38,6 +39,8 @@ from targets.cli import (
     finish,
     prepare,
     record_extra,
+    reset_summary,
+    reset_text,
     run_warnings,
     silent_populations,
 )
@@ -49,6 +52,8 @@ from targets.reference.report import (
     reference_report,
     run_reference,
 )
+from targets.report import chip_section
+from targets.shard import ShardSpec, client_for, merge_results, run_sharded
 
 # The registry: target name -> module with run(graph, inputs, *, record_state, progress).
 # Adding a target is one module and one entry. Modules are imported when run, by name, so that
@@ -142,22 +147,86 @@ def neuron_state_report(graph: QGraph, m: Mismatch, states: dict[str, RunResult]
 
 
 def run_targets(graph: QGraph, inputs: np.ndarray, targets: list[str], *,
-                record_state: bool = False, progress: bool = False
+                record_state: bool = False, progress: bool = False,
+                shard: ShardSpec | None = None, estimate: bool = False,
                 ) -> tuple[dict[str, RunResult], dict[str, float]]:
     """Run ``inputs`` [N, T, *input_shape] on each target in turn.
 
     Returns (target -> its run, target -> wall seconds). ``progress``: let each target draw its
-    bar (pass :func:`core.cli.wants_progress`'s answer). Raises ``UserError`` for an unknown
-    target and whatever a target raises for inputs it refuses.
+    bar (pass :func:`core.cli.wants_progress`'s answer). ``shard``: split the samples across
+    dask workers (``--workers``/``--cluster``, targets/shard.py; one cluster for every target);
+    the merged records are those of one run. ``estimate``: before a long Lava run, time its
+    first sample and say on stderr how long the rest will take when that is more than
+    :data:`ESTIMATE_SAY_S` (:func:`lava_estimate`). Raises ``UserError`` for an unknown target
+    and whatever a target raises for inputs it refuses.
     """
     results: dict[str, RunResult] = {}
     walls: dict[str, float] = {}
+    sharded = shard is not None and shard.active
     for t in targets:
-        mod = get_target(t)
-        t0 = time.perf_counter()
-        results[t] = mod.run(graph, inputs, record_state=record_state, progress=progress)
-        walls[t] = time.perf_counter() - t0
+        get_target(t)  # an unknown name fails before any cluster starts
+    with (client_for(shard) if sharded else contextlib.nullcontext()) as client:
+        workers = (len(client.scheduler_info().get("workers", {})) or 1) if sharded else 1
+        for t in targets:
+            mod = get_target(t)
+            t0 = time.perf_counter()
+            first: RunResult | None = None
+            x = inputs
+            if t == "lava" and estimate and len(inputs) > ESTIMATE_MIN_SAMPLES:
+                first, est = lava_estimate(graph, inputs, record_state=record_state,
+                                           workers=workers)
+                if est > ESTIMATE_SAY_S:
+                    print(f"targets.verify: Lava will take about {_duration(est)} for "
+                          f"{len(inputs)} samples (timed on the first sample"
+                          f"{f', {workers} workers' if workers > 1 else ''})",
+                          file=sys.stderr, flush=True)
+                x = inputs[1:]
+            if sharded:
+                with progress_bar(len(x), desc=t, unit="sample", enabled=progress) as bar:
+                    r = run_sharded(t, graph, x, shard, client=client, on_samples=bar.update,
+                                    record_state=record_state)
+            else:
+                r = mod.run(graph, x, record_state=record_state, progress=progress)
+            results[t] = r if first is None else merge_results([first, r])
+            walls[t] = time.perf_counter() - t0
     return results, walls
+
+
+# A Lava run of more samples than this is preceded by a timed first sample (lava_estimate);
+# the estimate is said when it exceeds ESTIMATE_SAY_S seconds ("more than a few minutes").
+ESTIMATE_MIN_SAMPLES = 10
+ESTIMATE_SAY_S = 120.0
+
+
+def lava_estimate(graph: QGraph, inputs: np.ndarray, *, record_state: bool = False,
+                  chunk: int = 100, workers: int = 1) -> tuple[RunResult, float]:
+    """Run the first sample of ``inputs`` on Lava and estimate the seconds all of them take.
+
+    Returns (the first sample's run, which the caller merges with the rest's; the estimate).
+    The estimate: one worker start (the first sample's wall time beyond building, compiling
+    and stepping its network) plus, per ``chunk``-sample network, its build and compile time,
+    plus every step at the first run's seconds per step; divided over ``workers``.
+    """
+    from targets import loihi
+
+    t0 = time.perf_counter()
+    first = loihi.run(graph, inputs[:1], record_state=record_state, chunk=chunk)
+    wall = time.perf_counter() - t0
+    c = first.counters
+    per_net = c["lava_build_s"] + c["lava_compile_s"]
+    startup = max(0.0, wall - per_net - c["lava_run_s"])
+    per_step = c["lava_run_s"] / max(c["lava_steps"], 1)
+    n = len(inputs)
+    nets = -(-n // chunk)
+    steps = n * graph.timesteps + nets * graph.depth
+    est = startup + (nets * per_net + steps * per_step) / max(workers, 1)
+    return first, est
+
+
+def _duration(s: float) -> str:
+    """``"3 min"``, ``"2 h 05 min"``: a duration for people."""
+    m = round(s / 60)
+    return f"{m} min" if m < 60 else f"{m // 60} h {m % 60:02d} min"
 
 
 def verify_summary(prep: Prepared, results: dict[str, RunResult], walls: dict[str, float],
@@ -188,7 +257,7 @@ def verify_summary(prep: Prepared, results: dict[str, RunResult], walls: dict[st
                             f"{t}: no overflow event, unlike {next(iter(results))}")
     return {
         "samples": len(prep.inputs), "source": prep.source_desc, "timesteps": g.timesteps,
-        "dt": dt_summary(g),
+        "dt": dt_summary(g), "reset": reset_summary(g), "reset_line": reset_text(g),
         "populations": len(g.populations), "readouts": len(g.readouts),
         "targets": per_target,
         "spike_exact": not mismatches,
@@ -216,6 +285,8 @@ def _print_table(s: dict[str, Any], mismatches: list[Mismatch]) -> None:
           f"{s['populations']} populations, {s['readouts']} readouts")
     if s["dt"]["value"] is not None:
         print(f"dt: {s['dt']['value']:g} s ({s['dt']['detail']})")
+    if s.get("reset_line"):
+        print(s["reset_line"])
     print(f"{'target':<12}{'accuracy':>10}{'spikes':>12}{'syn. events':>14}{'overflow':>10}"
           f"{'wall s':>9}")
     for t, r in s["targets"].items():
@@ -279,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     # the reference first: a framework that refuses the graph stops here, before any target
     ref = run_reference(args, prep.graph, prep.inputs, ref_options) if args.reference else None
     g = prep.graph
-    results, walls = run_targets(g, prep.inputs, targets, progress=prep.progress)
+    results, walls = run_targets(g, prep.inputs, targets, progress=prep.progress,
+                                 shard=prep.shard, estimate=True)
     mism = compare(g, results)
     if prep.record:
         extra: dict[str, Any] = {}
@@ -290,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         save_records(prep.record, results, extra)
     state = _first_divergence_state(prep, mism[0]) if mism else None
     summary = verify_summary(prep, results, walls, mism, state)
+    # the chip report's short form (targets.report): cores, chips, energy/latency estimate
+    summary["chip_report"] = chip_section(g, prep.inputs, results)
     if ref is not None:  # the chip (first target) against the reference; not an exit code
         summary["reference"] = reference_report(args, prep, ref, results[targets[0]], targets[0],
                                                 get_target(targets[0]).run)
@@ -297,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         print_json(summary)
     else:
         _print_table(summary, mism)
+        print(summary["chip_report"]["text"])
         if ref is not None:
             print_reference(summary["reference"])
     return finish("targets.verify", prep, summary["warnings"], 1 if mism else 0)

@@ -35,7 +35,8 @@ def simulate(
     ``chunk`` samples share one network, built, compiled and run afresh for every chunk (the
     source and sinks hold ``chunk*T + depth`` steps, so this bounds memory). ``record_state``
     adds u and v (after each step, v after its spike reset) per population. ``on_samples(k)``
-    is called after each chunk of k samples (progress).
+    is called as samples complete, k at a time (progress; Lava then runs in pieces of about a
+    sample, :meth:`targets.loihi.network.Network.run`).
 
     Counters: ``samples``, ``spikes`` (all records), ``lava_runs`` (networks),
     ``lava_steps`` (all chunks), ``lava_build_s`` (creating the processes),
@@ -57,7 +58,9 @@ def simulate(
     x = check_inputs(graph, inputs)
     n, T = x.shape[0], graph.timesteps
     lat = graph.latency()
-    spikes = {p: np.zeros((n, T, pop.size), dtype=bool) for p, pop in graph.populations.items()}
+    # spike counts (int64) for a graded reset mode (LIFPopulation.graded), else bool
+    spikes = {p: np.zeros((n, T, pop.size), dtype=np.int64 if pop.graded else bool)
+              for p, pop in graph.populations.items()}
     readouts = {r: np.zeros((n, T, ro.size), dtype=np.int64) for r, ro in graph.readouts.items()}
     states = {p: (np.zeros((n, T, pop.size), dtype=np.int64),
                   np.zeros((n, T, pop.size), dtype=np.int64))
@@ -79,7 +82,21 @@ def simulate(
                     "from other targets", stacklevel=2,
                 )
             t1 = time.perf_counter()
-            raw = net.run()
+            if on_samples is None:
+                raw = net.run()
+            else:  # a sample is complete once its last step has passed the deepest node
+                reported = 0
+
+                def on_steps(done: int, k: int = k) -> None:
+                    nonlocal reported
+                    ready = min(k, max(0, (done - graph.depth) // T))
+                    if ready > reported:
+                        on_samples(ready - reported)
+                        reported = ready
+
+                raw = net.run(on_steps, first_piece=T)
+                if reported < k:
+                    on_samples(k - reported)
             t2 = time.perf_counter()
         counters["lava_build_s"] += t1 - t0
         counters["lava_wall_s"] += t2 - t1
@@ -89,7 +106,8 @@ def simulate(
         counters["lava_runs"] += 1
         sl = slice(start, start + k)
         for p in graph.populations:
-            spikes[p][sl] = unpipeline(raw[f"spikes/{p}"], lat[p], k, T) != 0
+            rec = unpipeline(raw[f"spikes/{p}"], lat[p], k, T)
+            spikes[p][sl] = rec if graph.populations[p].graded else rec != 0
             # the steps the records keep: lat[p] ... lat[p] + k*T - 1
             window = raw[f"overflow/{p}"][:, lat[p] : lat[p] + k * T].sum(axis=1)
             overflow.add_counts(p, dict(zip(fx.OVERFLOW_KINDS, window.tolist(), strict=True)))
@@ -98,8 +116,6 @@ def simulate(
                     states[p][j][sl] = unpipeline(raw[f"states/{p}/{key}"], lat[p], k, T)
         for r in graph.readouts:
             readouts[r][sl] = unpipeline(raw[f"readouts/{r}"], lat[r], k, T)
-        if on_samples is not None:
-            on_samples(k)
     counters["spikes"] = int(sum(int(s.sum()) for s in spikes.values()))
     counters["lava_steps_per_s"] = counters["lava_steps"] / max(counters["lava_run_s"], 1e-9)
     counters.update(overflow.counters())
