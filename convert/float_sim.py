@@ -1,22 +1,32 @@
 """Float simulation of an imported graph: checks that export + import kept the trained model.
 
 Same order of operations as the trained model and the chip (u, then v, then a strict ``>``
-spike, then hard reset), zero latency (a recurrent synapse brings its population's spikes of
-step t - 1 - delay), float64. numpy only.
+spike, then the population's reset: ``FPopulation.fire``, to zero by default), zero latency
+(a recurrent synapse brings its population's spikes of step t - 1 - delay), float64. numpy
+only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from convert.float_graph import FGraph, FSpikeAttention
+from core.fixedpoint import graded_spikes
 from core.graph import INPUT, is_recurrent
 
+# observe(population, t, u, v): each step's current and membrane [N, size] (v before the reset)
+Observer = Callable[[str, int, np.ndarray, np.ndarray], None]
 
-def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+
+def simulate(fg: FGraph, inputs: np.ndarray, observe: Observer | None = None
+             ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """inputs [N, T, *input_shape] (integers as encoded) -> (scores [N, n_out]: a readout's
     membrane at the last step, i.e. its input summed over time for an ``Output``; spikes:
-    population -> bool [N, T, size])."""
+    population -> bool [N, T, size]). ``observe``, when given, is called for every population
+    and step with its u and v (v before the reset; float voltage units): the ranges
+    calibration reads (:mod:`convert.calibrate`)."""
     x = np.asarray(inputs, dtype=np.float64)
     n, t_steps = x.shape[:2]
     acts: dict[str, np.ndarray] = {INPUT: x.reshape(n, t_steps, -1)}
@@ -57,11 +67,13 @@ def simulate(fg: FGraph, inputs: np.ndarray) -> tuple[np.ndarray, dict[str, np.n
                 if t - 1 - s.delay >= 0:
                     cur_t = cur_t + s.apply(out[:, t - 1 - s.delay].reshape(n, *p.shape))
             u = p.alpha * u + cur_t
-            v = p.beta * v + u + p.bias
-            s_t = v > p.threshold
-            v = np.where(s_t, 0.0, v)
+            v = p.beta * v + u + p.bias - p.late_reset(v)  # 0 unless reset "subtract_late"
+            if observe is not None:
+                observe(name, t, u, v)
+            s_t, v = p.fire(v)  # the population's reset mode (FPopulation.fire)
             out[:, t] = s_t
-        spikes[name] = out.astype(bool)
+        # spike counts for a graded reset mode, else 0/1
+        spikes[name] = out.astype(np.int64) if graded_spikes(p.reset) else out.astype(bool)
         acts[name] = out
     if scores is None:
         scores = np.zeros((n, 0))

@@ -9,7 +9,13 @@ are even, so Lava's truncation of the lowest bit leaves them unchanged (checked,
 Everything clipped or approximated is counted in the report (:class:`QuantReport`; written into
 the integer NIR file as JSON with the same field names, see docs/integer-nir.md).
 
-    python -m convert.quantize model.nir [-o model.loihi.nir] [--json]
+With a calibration batch (``quantize(fg, calibration=...)``, ``--calibrate``; see
+:mod:`convert.calibrate`) the 24-bit bound on u comes from the peaks the float graph reaches on
+real inputs, with a margin, instead of the worst case; the report then also gives, per
+population, the bits its weights use, the headroom on the calibration batch and the error of
+the integer layer against the float one. Without it, nothing changes.
+
+    python -m convert.quantize model.nir [-o model.loihi.nir] [--calibrate [inputs.npy]] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +29,17 @@ from typing import Any
 
 import numpy as np
 
+from convert.calibrate import (
+    CALIBRATION_MARGIN,
+    CALIBRATION_SAMPLES,
+    DEFAULT_PERCENTILE,
+    Calibration,
+    calibrate,
+    integer_forward,
+    layer_errors,
+    scale_caps,
+    state_headroom,
+)
 from convert.float_graph import (
     FConv,
     FGraph,
@@ -31,9 +48,13 @@ from convert.float_graph import (
     FSpikeAttention,
     FSynapse,
 )
+from convert.float_sim import simulate
+from convert.neuron_params import RESET_HELP
 from convert.nir_import import import_nir
 from core import fixedpoint as fx
 from core.cli import add_output_flags, check_writable, print_json, run_cli
+from core.datasets import load_dataset
+from core.encoding import encode_as_recorded
 from core.errors import UserError
 from core.graph import (
     INPUT,
@@ -46,7 +67,9 @@ from core.graph import (
     SpikeAttention,
     check_lava_limits,
 )
-from core.nir_io import to_nir, write_qgraph
+from core.nir_ext import read_nir
+from core.nir_io import is_integer_graph, to_nir, write_qgraph
+from core.readout import predictions
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
 HEADROOM_MARGIN = 0.98  # room for rounding when the worst-case input bounds the scale
@@ -101,6 +124,22 @@ class PopulationReport:
     worst_v: int | None = 0
     v_headroom: float = float("inf")
     timesteps: int = 0
+    # Set only when the scale was calibrated (None otherwise, and absent from the JSON):
+    # the scale the worst case alone gives; the bits of the largest |integer weight| into the
+    # population; the calibrated peaks of |u| and -v (float volts) and their headroom at this
+    # scale (2**23 / (64 * scale * u_peak), (2**23 - 1) / (64 * scale * v_peak): above 1 the
+    # calibration batch stays in range); the layer's error against the float graph on that
+    # batch, in isolation (convert.calibrate.LayerError: relative RMS error of its input
+    # current, fraction of spike entries that differ).
+    worst_case_scale: float | None = None
+    scale_limit: str | None = None  # what set the scale, in words (_scale_limit)
+    weight_bits: int | None = None
+    calibration_u_peak: float | None = None
+    calibration_v_peak: float | None = None
+    calibration_u_headroom: float | None = None
+    calibration_v_headroom: float | None = None
+    layer_current_error: float | None = None
+    layer_spike_mismatch: float | None = None
 
 
 @dataclass
@@ -111,6 +150,10 @@ class ReadoutReport:
     kind: str = field(default="readout", init=False)
     scale: float
     dv: int = 0
+    # Calibrated graphs only (see PopulationReport): the bits of its largest |integer weight|
+    # and the relative RMS error of its input current against the float graph's.
+    weight_bits: int | None = None
+    layer_current_error: float | None = None
 
 
 @dataclass
@@ -165,7 +208,9 @@ class QuantReport:
     """What quantization cost: one entry per population/readout and per synapse (by name),
     the warnings (import approximations first), the input's bit planes (0: none), and the
     step ``dt`` (s) the float graph was imported with and where it came from (``dt_source``,
-    in words: given, recorded, inferred from the file, or guessed; None when unknown)."""
+    in words: given, recorded, inferred from the file, or guessed; None when unknown), and the
+    calibration batch when the scales were calibrated (``Calibration.summary()``: samples,
+    percentile, margin, source; None otherwise)."""
 
     populations: dict[str, PopulationReport | ReadoutReport]
     synapses: dict[str, SynapseReport | AttentionReport]
@@ -173,6 +218,7 @@ class QuantReport:
     input_bitplanes: int
     dt: float | None = None
     dt_source: str | None = None
+    calibration: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON types, with the field names of the file format (a
@@ -193,6 +239,7 @@ class QuantReport:
             input_bitplanes=int(d.get("input_bitplanes", 0)),
             dt=None if d.get("dt") is None else float(d["dt"]),
             dt_source=d.get("dt_source"),
+            calibration=d.get("calibration"),
         )
 
     def silent_synapses(self) -> list[str]:
@@ -284,12 +331,13 @@ def _steps(pop: FPopulation, timesteps: int) -> tuple[float, float]:
 
 
 def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, int],
-               timesteps: int = 1) -> float:
+               timesteps: int = 1, cal: _Peaks | None = None) -> float:
     """The scale of a population (or, ``pop=None``, a readout) fed by ``syns``: the biggest
     weight at ``WEIGHT_LIMIT``, unless a range cap (:func:`_range_caps`) is lower; then, when
     the biggest synapse can shift, a power-of-two fraction of that (it takes a negative weight
     exponent), else the cap. ``max_in``: the largest value each source sends; ``timesteps``:
-    the steps per sample over which u and v accumulate (:func:`_accumulation`)."""
+    the steps per sample over which u and v accumulate (:func:`_accumulation`); ``cal``: the
+    population's calibrated peaks (:func:`_range_caps`)."""
     maxw = max((_max_abs(s) for s in syns), default=0.0)
     k_w = WEIGHT_LIMIT / maxw if maxw > 0 else 1.0
     if pop is None:  # readout: no threshold, full weight range
@@ -297,11 +345,13 @@ def _scale_for(pop: FPopulation | None, syns: list[FSynapse], max_in: dict[str, 
     # The largest scale at which the biggest weight fits 8 bits, the threshold 17 bits, the
     # biases 13+3 bits, and even every input at its worst, step after step, cannot wrap the
     # 24-bit current.
-    cap = min(_range_caps(pop, _worst_per_scale(syns, max_in), timesteps))
+    cap = min(_range_caps(pop, _worst_per_scale(syns, max_in), timesteps, cal))
     if k_w <= cap:
         return k_w
     biggest = max(syns, key=_max_abs)
-    if not _shiftable(biggest, max_in):
+    if not _shiftable(biggest, max_in) or (cal is not None and cal.fixed_biggest):
+        # Calibrated, a biggest synapse held at exponent 0 (a bit-plane input) cannot use the
+        # power-of-two fraction below: the cap itself is the finest scale.
         return cap
     # A power-of-two fraction of k_w: the biggest Dense weight then uses the full 8 bits with
     # a negative weight exponent.
@@ -315,7 +365,19 @@ def _worst_per_scale(syns: list[FSynapse], max_in: dict[str, int]) -> float:
                for s in syns)
 
 
-def _range_caps(pop: FPopulation, worst: float, timesteps: int = 1) -> list[float]:
+@dataclass(frozen=True)
+class _Peaks:
+    """A population's calibrated peaks of |u| and -v (float volts) and the margin they keep
+    (:class:`convert.calibrate.Calibration`)."""
+
+    u: float
+    v: float
+    margin: float
+    fixed_biggest: bool = False  # the biggest input synapse keeps weight exponent 0
+
+
+def _range_caps(pop: FPopulation, worst: float, timesteps: int = 1,
+                cal: _Peaks | None = None) -> list[float]:
     """Scales at which the threshold fits 17 bits, the biases 13+3 bits, and the inputs cannot
     wrap the 24-bit current even when every one peaks at once, step after step:
     ``64 * k * worst * u_steps < 2**23``, ``worst`` being one step's largest |input| per unit
@@ -327,15 +389,60 @@ def _range_caps(pop: FPopulation, worst: float, timesteps: int = 1) -> list[floa
     without leak (an IF neuron: T times one step's input), so a cap would cost the resolution
     of every weight. Its worst case is reported and warned about instead
     (:func:`_quantize_population`), and every run counts its saturations.
+
+    Calibrated (``cal``): the u cap is the larger of the worst-case one and the one that keeps
+    the calibrated peak of |u| times ``cal.margin`` in range (the worst case is a guarantee:
+    calibration never makes it coarser), and v gets a cap too, from its calibrated peak
+    (:func:`convert.calibrate.scale_caps`); a population that never received input on the
+    batch (peak 0) keeps the worst-case cap. Inputs beyond the batch may wrap u or saturate
+    v: every target counts it.
     """
     caps = [fx.VTH_MAX / pop.threshold]
     u_steps, _ = _steps(pop, timesteps)
     if worst > 0:
         caps.append(HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / (worst * u_steps))
+    if cal is not None and cal.u > 0:
+        u_cap, *v_cap = scale_caps(cal.u, cal.v, cal.margin)
+        calibrated = [HEADROOM_MARGIN * c for c in v_cap]
+        if worst > 0:
+            caps[-1] = max(caps[-1], HEADROOM_MARGIN * u_cap)
+        caps.extend(calibrated)
     peak_bias = float(np.abs(pop.bias).max(initial=0.0))
     if peak_bias > 0:
         caps.append(fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias))
     return caps
+
+
+def _scale_limit(pop: FPopulation, syns: list[FSynapse], atts: list[FSpikeAttention],
+                 fixed: list[FSynapse], max_in: dict[str, int], timesteps: int, cal: _Peaks,
+                 k: float) -> str:
+    """What set a calibrated population's scale ``k``, in words: the weights' 8 bits, or the
+    lowest of the limits of :func:`_range_caps` (threshold, worst-case or calibrated u,
+    calibrated v, bias), "(power of two below)" when a weight exponent took ``k`` under it, or
+    the attention's exact shift."""
+    if atts:
+        return "attention shift"
+    maxw = max((_max_abs(s) for s in syns), default=0.0)
+    k_w = WEIGHT_LIMIT / maxw if maxw > 0 else float("inf")
+    if k >= k_w * (1 - 1e-12):
+        return "input weights at exponent 0" if fixed else "8-bit weights"
+    worst = _worst_per_scale(syns, max_in)
+    u_steps, _ = _steps(pop, timesteps)
+    named = {"threshold": fx.VTH_MAX / pop.threshold}
+    if worst > 0:
+        named["u worst case"] = HEADROOM_MARGIN * (fx.A_IN_SAFE - 1) / (worst * u_steps)
+    if cal.u > 0:
+        u_cap, *v_cap = scale_caps(cal.u, cal.v, cal.margin)
+        if worst > 0 and HEADROOM_MARGIN * u_cap > named["u worst case"]:
+            named["u calibrated"] = HEADROOM_MARGIN * u_cap
+            del named["u worst case"]
+        if v_cap:
+            named["v calibrated"] = HEADROOM_MARGIN * v_cap[0]
+    peak_bias = float(np.abs(pop.bias).max(initial=0.0))
+    if peak_bias > 0:
+        named["bias"] = fx.BIAS_MANT_MAX * 2**fx.BIAS_EXP_MAX / ((1 << fx.ACT_SHIFT) * peak_bias)
+    name = min(named, key=named.__getitem__)
+    return name if k >= named[name] * (1 - 1e-12) else f"{name} (power of two below)"
 
 
 def _shiftable(s: FSynapse, max_in: dict[str, int]) -> bool:
@@ -353,16 +460,18 @@ def _attention_worst(a: FSpikeAttention) -> int:
 
 
 def _attention_scale(pop: FPopulation, syns: list[FSynapse], atts: list[FSpikeAttention],
-                     max_in: dict[str, int], timesteps: int = 1) -> float:
+                     max_in: dict[str, int], timesteps: int = 1, cal: _Peaks | None = None
+                     ) -> float:
     """The scale of a population that spike attentions feed: within every limit of
     :func:`_scale_for` (the worst-case input now includes the attention's largest count), and
     such that the first attention's float scale becomes an exact shift: ``k * scale = 2**s``
-    with ``s <= WEIGHT_EXP_MAX`` (the output is then ``(A V) << s``, no rounding at all)."""
+    with ``s <= WEIGHT_EXP_MAX`` (the output is then ``(A V) << s``, no rounding at all).
+    ``cal``: calibrated peaks, as for :func:`_scale_for`."""
     worst = sum(a.scale * _attention_worst(a) for a in atts)
     worst += _worst_per_scale(syns, max_in)
-    caps = _range_caps(pop, worst, timesteps)
+    caps = _range_caps(pop, worst, timesteps, cal)
     if syns:
-        caps.append(_scale_for(pop, syns, max_in, timesteps))
+        caps.append(_scale_for(pop, syns, max_in, timesteps, cal))
     ref = atts[0].scale
     if ref <= 0:
         raise GraphError(f"synapse {atts[0].name!r}: attention scale {ref} must be positive")
@@ -385,25 +494,46 @@ def _bias(b: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def quantize(fg: FGraph, *, input_bitplanes: bool = False,
-             input_exp_zero: bool | None = None) -> tuple[QGraph, QuantReport]:
+             input_exp_zero: bool | None = None, calibration: Calibration | None = None,
+             shift_planes: bool | None = None) -> tuple[QGraph, QuantReport]:
     """The integer graph every target runs, and a report of what quantization cost.
 
     Targets are quantized in topological order; each gets one scale (:func:`_target_scale`),
     then its synapses, attentions and population (or readout) are rounded at that scale.
+
+    ``calibration`` (:func:`convert.calibrate.calibrate` on this graph): bound each
+    population's current by the peaks reached on that batch instead of the worst case
+    (:func:`_range_caps`), and report per population the weight bits, the headroom on the
+    batch and the layer's error against the float graph. None (the default): the worst case
+    alone, exactly as before calibration existed.
 
     ``input_bitplanes``: deploy a graded input as binary bit planes (multiplication-free);
     each plane projects through the same integer weights with weight exponent +b. Exactly
     equivalent to the graded deployment quantized with ``input_exp_zero=True`` (the default
     then): input synapses keep weight exponent 0 so that no plane's sum is floored.
 
+    ``shift_planes`` (default: True with a calibration, False without): the input synapse
+    takes the weight exponent ``e <= 0`` that the graded input would (its weights then use the
+    8-bit range at the input layer's scale) and plane b the exponent ``b + e``, so the sums of
+    the planes below ``-e`` are floored, each by less than one unit of ``a_in`` per step
+    (against the up to 17-bit current of the layer: negligible, where exponent 0 can leave a
+    large input layer 2-3 bits per weight). No longer exactly the graded deployment; every
+    target still runs it exactly (plane b: ``floor_shift(sum, b + e)``).
+
     Raises:
         GraphError: a spike attention into a readout, an attention scale that no shift in
             Loihi's exponent range reaches, bit planes into a max pooling, or a result that
             fails :meth:`QGraph.validate` or the Lava target's limits
             (:func:`core.graph.check_lava_limits`: every target runs the same graphs).
+        UserError: a calibration measured on another graph (a population it lacks).
     """
+    if calibration is not None and set(calibration.u_peak) != set(fg.populations):
+        raise UserError("calibration: measured on another graph (its populations are "
+                        f"{sorted(calibration.u_peak)}, this graph's {sorted(fg.populations)})")
+    if shift_planes is None:
+        shift_planes = calibration is not None
     if input_exp_zero is None:
-        input_exp_zero = input_bitplanes
+        input_exp_zero = input_bitplanes and not shift_planes
     graded_in = fg.input.kind == "graded"
     planes = int(fg.input.max_value).bit_length() if (input_bitplanes and graded_in) else 0
     exp_zero_on_input = graded_in and input_exp_zero
@@ -418,12 +548,22 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
     pops: dict[str, LIFPopulation] = {}
     readouts: dict[str, Readout] = {}
     synapses: list[Dense | Conv | SpikeAttention] = []
+    scales: dict[str, float] = {}
     for name in fg.order():
         incoming = fg.incoming(name)
         atts = [s for s in incoming if isinstance(s, FSpikeAttention)]
         syns = [s for s in incoming if not isinstance(s, FSpikeAttention)]
         fixed = [s for s in syns if s.source == INPUT and exp_zero_on_input]
-        k = _target_scale(fg, name, syns, atts, fixed, max_in)
+        cal = (None if calibration is None or name not in fg.populations else
+               _Peaks(calibration.u_peak[name], calibration.v_peak[name], calibration.margin,
+                      bool(fixed) and max(syns, key=_max_abs) in fixed))
+        k = _target_scale(fg, name, syns, atts, fixed, max_in, cal=cal)
+        k_worst = None if cal is None else _target_scale(fg, name, syns, atts, fixed, max_in)
+        if k_worst is not None and k_worst > k:
+            # calibration never makes a scale coarser than the worst case (a calibrated v
+            # cap can be lower: v then saturates as it would without calibration, counted)
+            k = k_worst
+        scales[name] = k
         worst_a_in = worst_inhibition = 0
         for s in syns:
             q = _quantize_synapse(s, k, max_in, exp_zero=s.source == INPUT and exp_zero_on_input,
@@ -444,10 +584,24 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
             readouts[name], report.populations[name] = _quantize_readout(fg.readouts[name], k)
             continue
         pops[name], report.populations[name], warnings = _quantize_population(
-            fg.populations[name], k, worst_a_in, worst_inhibition, fg.timesteps)
-        k_step = _target_scale(fg, name, syns, atts, fixed, max_in, timesteps=1)
-        if k < k_step:  # the accumulation over the sample's steps lowered the scale
-            warnings.insert(0, _accumulation_note(report.populations[name], name, k_step))
+            fg.populations[name], k, worst_a_in, worst_inhibition, fg.timesteps,
+            calibrated=cal is not None)
+        if cal is None:
+            k_step = _target_scale(fg, name, syns, atts, fixed, max_in, timesteps=1)
+            if k < k_step:  # the accumulation over the sample's steps lowered the scale
+                warnings.insert(0, _accumulation_note(report.populations[name], name, k_step))
+        else:
+            report.populations[name] = replace(
+                report.populations[name],
+                worst_case_scale=k_worst,
+                scale_limit=("worst case (the calibrated limit is lower)" if k == k_worst
+                             and k > _target_scale(fg, name, syns, atts, fixed, max_in,
+                                                   cal=cal) else
+                             _scale_limit(fg.populations[name], syns, atts, fixed, max_in,
+                                          fg.timesteps, cal, k)),
+                calibration_u_peak=cal.u, calibration_v_peak=cal.v,
+                calibration_u_headroom=state_headroom(cal.u, k, fx.UV_MAX),
+                calibration_v_headroom=state_headroom(cal.v, k, fx.V_LIMIT))
         report.warnings.extend(warnings)
         max_in[name] = 1
     meta = {**fg.metadata, "quantized": True}
@@ -458,16 +612,39 @@ def quantize(fg: FGraph, *, input_bitplanes: bool = False,
     # it is shipped to the Lava worker as (a dry run of the writer), are checked here.
     check_lava_limits(qg)
     to_nir(qg)
+    if calibration is not None:
+        _add_calibration(report, fg, qg, scales, calibration)
     return qg, report
+
+
+def _add_calibration(report: QuantReport, fg: FGraph, qg: QGraph, scales: dict[str, float],
+                     calibration: Calibration) -> None:
+    """Fill the calibrated report fields: the batch, and per population/readout its weight
+    bits and its layer error on the batch (:func:`convert.calibrate.layer_errors`)."""
+    report.calibration = calibration.summary()
+    errors = layer_errors(fg, qg, scales, calibration)
+    for name, entry in report.populations.items():
+        stored = [s.max_abs_weight for s in report.synapses.values()
+                  if s.target == name and s.kind != "attention"]  # attentions store none
+        bits = int(max(stored)).bit_length() if stored else None
+        err = errors[name]
+        if isinstance(entry, PopulationReport):
+            report.populations[name] = replace(entry, weight_bits=bits,
+                                               layer_current_error=err.current,
+                                               layer_spike_mismatch=err.spikes)
+        else:
+            report.populations[name] = replace(entry, weight_bits=bits,
+                                               layer_current_error=err.current)
 
 
 def _target_scale(fg: FGraph, name: str, syns: list[FSynapse], atts: list[FSpikeAttention],
                   fixed: list[FSynapse], max_in: dict[str, int],
-                  timesteps: int | None = None) -> float:
+                  timesteps: int | None = None, cal: _Peaks | None = None) -> float:
     """The scale ``k`` (integer units per unit of float voltage) of the population or readout
     ``name``: :func:`_scale_for`, or :func:`_attention_scale` when attentions feed it; no
     larger than lets the ``fixed`` synapses (weight exponent 0) fit their biggest weight.
-    u and v accumulate over ``timesteps`` steps (default: the graph's).
+    u and v accumulate over ``timesteps`` steps (default: the graph's); ``cal``: the
+    population's calibrated peaks (None: the worst case).
 
     Raises:
         GraphError: an attention into a readout, or one whose scale no shift reaches.
@@ -477,8 +654,8 @@ def _target_scale(fg: FGraph, name: str, syns: list[FSynapse], atts: list[FSpike
         raise GraphError(f"synapse {atts[0].name!r}: a spike attention into the readout "
                          f"{name!r} is not supported (feed a population)")
     t = fg.timesteps if timesteps is None else timesteps
-    k = (_attention_scale(pop, syns, atts, max_in, t) if atts else
-         _scale_for(pop, syns, max_in, t))
+    k = (_attention_scale(pop, syns, atts, max_in, t, cal) if atts else
+         _scale_for(pop, syns, max_in, t, cal))
     if fixed:  # exponent 0 on the input: the biggest input weight must fit at this scale
         k = min(k, min((WEIGHT_LIMIT / m for m in map(_max_abs, fixed) if m > 0), default=k))
     return k
@@ -535,7 +712,7 @@ def _quantize_synapse(s: FSynapse, k: float, max_in: dict[str, int], *, exp_zero
     inhibition = math.ceil(_worst_sides(w, exp, max_in.get(s.source, 1), conv)[1])
     deployed: list[Dense | Conv | SpikeAttention]
     if planes:
-        deployed = list(_bitplane_synapses(s, w, planes, input_size))
+        deployed = list(_bitplane_synapses(s, w, planes, input_size, exp))
     elif conv:
         deployed = [Conv(s.name, s.source, s.target, w, s.op.stride, s.op.padding, s.op.groups,
                          s.op.in_shape, s.op.out_shape, s.delay, s.op.max_pool, weight_exp=exp,
@@ -588,12 +765,13 @@ def _quantize_readout(r: FReadout, k: float) -> tuple[Readout, ReadoutReport]:
 
 
 def _quantize_population(p: FPopulation, k: float, worst_a_in: int, worst_inhibition: int = 0,
-                         timesteps: int = 0
+                         timesteps: int = 0, calibrated: bool = False
                          ) -> tuple[LIFPopulation, PopulationReport, list[str]]:
     """A population at scale ``k``: threshold, decays (12 bits) and bias (mantissa and
     exponent), with the headroom of u and v (:class:`PopulationReport`) under its worst-case
     input of one step ``worst_a_in`` (|input|) and ``worst_inhibition`` (inhibitory input),
-    accumulated over ``timesteps`` steps (0: unknown)."""
+    accumulated over ``timesteps`` steps (0: unknown). ``calibrated``: ``k`` came from a
+    calibration batch (the warnings say so)."""
     vth_f = p.threshold * k
     vth = int(min(max(round(vth_f), 1), fx.VTH_MAX))
     du, dv = _decays(p)
@@ -619,7 +797,13 @@ def _quantize_population(p: FPopulation, k: float, worst_a_in: int, worst_inhibi
         warnings.append(f"{p.name}: threshold {vth_f:.1f} clipped to {vth}")
     if bclip:
         warnings.append(f"{p.name}: {bclip} biases clipped")
-    if headroom < 1:
+    if headroom < 1 and calibrated:
+        warnings.append(
+            f"{p.name}: calibrated scale {k:.4g}: the worst-case synaptic input {worst_a_in} per "
+            f"step, accumulated over {u_steps:.3g} step(s) (du={du}), could wrap the 24-bit "
+            f"current (worst-case headroom {headroom:.3g}); inputs beyond the calibration batch "
+            f"can: runs count each wrap as overflow/u_wrap/{p.name}")
+    elif headroom < 1:
         warnings.append(
             f"{p.name}: worst-case synaptic input {worst_a_in} per step, accumulated over "
             f"{u_steps:.3g} step(s) (du={du}), exceeds the 24-bit current ({fx.UV_MAX} after "
@@ -631,7 +815,7 @@ def _quantize_population(p: FPopulation, k: float, worst_a_in: int, worst_inhibi
             f"(dv={dv}), v can fall {reach}, below its saturation at -{fx.V_LIMIT}; the "
             "scale is kept (lowering it would cost every weight resolution): runs count the "
             f"saturations as overflow/v_saturate/{p.name}")
-    return LIFPopulation(p.name, p.shape, du, dv, vth, mant, bexp), report, warnings
+    return LIFPopulation(p.name, p.shape, du, dv, vth, mant, bexp, p.reset), report, warnings
 
 
 def _accumulation_note(r: PopulationReport, name: str, k_step: float) -> str:
@@ -644,8 +828,10 @@ def _accumulation_note(r: PopulationReport, name: str, k_step: float) -> str:
 
 
 def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
-                       size: int) -> list[Dense | Conv]:
-    """B binary projections, one per bit plane of the input, through the same weights."""
+                       size: int, exp: int = 0) -> list[Dense | Conv]:
+    """B binary projections, one per bit plane of the input, through the same weights; plane
+    b has weight exponent ``b + exp`` (``exp`` 0 unless planes are shifted, see
+    :func:`quantize`)."""
     out: list[Dense | Conv] = []
     for b in range(planes):
         sl = (b * size, (b + 1) * size)
@@ -654,9 +840,10 @@ def _bitplane_synapses(s: FSynapse, w: np.ndarray, planes: int,
             if s.op.max_pool is not None:
                 raise GraphError(f"synapse {s.name!r}: bit planes cannot feed a max pooling")
             out.append(Conv(name, INPUT, s.target, w, s.op.stride, s.op.padding, s.op.groups,
-                            s.op.in_shape, s.op.out_shape, s.delay, None, b, sl, lag=s.lag))
+                            s.op.in_shape, s.op.out_shape, s.delay, None, b + exp, sl,
+                            lag=s.lag))
         else:
-            out.append(Dense(name, INPUT, s.target, w, b, s.delay, sl, lag=s.lag))
+            out.append(Dense(name, INPUT, s.target, w, b + exp, s.delay, sl, lag=s.lag))
     return out
 
 
@@ -687,11 +874,44 @@ def format_report(report: QuantReport) -> str:
             f"{n:<14}{s.kind:>6}{s.weight_exp:>6}{s.max_abs_weight:>8}"
             f"{s.weights_clipped:>9}{s.rel_rms_error:>9.4f}"
         )
+    if report.calibration is not None:
+        lines.extend(format_calibration(report))
     for w in report.warnings:
         lines.append(f"warning: {w}")
     if report.dt is not None:
         lines.append(f"dt: {report.dt:g} s ({report.dt_source or 'source unknown'})")
     return "\n".join(lines)
+
+
+def format_calibration(report: QuantReport) -> list[str]:
+    """The calibration table of a calibrated report (no lines otherwise): per population and
+    readout its scale against the worst-case one, the bits of its largest |integer weight|,
+    the headroom of u and v on the calibration batch, and its layer error there (relative RMS
+    error of the input current, fraction of spike entries that differ; each layer fed the
+    float graph's spikes)."""
+    c = report.calibration
+    if c is None:
+        return []
+    lines = [f"calibration: {c['samples']} samples of {c['source']}, percentile "
+             f"{c['percentile']:g} of the per-sample peaks, margin {c['margin']:g}",
+             "population        scale  worst-case  w bits  u headroom  v headroom  "
+             "current err  spike err  scale set by"]
+
+    def num(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    for n, p in report.populations.items():
+        if isinstance(p, PopulationReport):
+            lines.append(
+                f"{n:<14}{p.scale:>9.4g}{num(p.worst_case_scale, '.4g'):>12}"
+                f"{num(p.weight_bits, 'd'):>8}{num(p.calibration_u_headroom, '.2f'):>12}"
+                f"{num(p.calibration_v_headroom, '.2f'):>12}"
+                f"{num(p.layer_current_error, '.4f'):>13}{num(p.layer_spike_mismatch, '.4f'):>11}"
+                f"  {p.scale_limit or '-'}")
+        else:
+            lines.append(f"{n:<14}{p.scale:>9.4g}{'(readout)':>12}{num(p.weight_bits, 'd'):>8}"
+                         f"{'-':>12}{'-':>12}{num(p.layer_current_error, '.4f'):>13}{'-':>11}")
+    return lines
 
 
 def default_output(model: str | Path) -> Path:
@@ -713,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
                     "beside it)")
     ap.add_argument("--dt", type=float, default=None, help="time step of a foreign NIR graph")
     ap.add_argument("--timesteps", type=int, default=None, help="timesteps, if not recorded")
+    ap.add_argument("--reset", default=None, choices=fx.RESET_MODES, help=RESET_HELP)
     ap.add_argument("--input", default=None, metavar="inputs.npy",
                     help="the inputs the graph will run on, [sample, timestep, *input_shape]: "
                     "their timestep axis gives T when the graph records none")
@@ -722,6 +943,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 if quantization gives any warning (a guessed dt, a synapse "
                     "that never changes its target, clipping, ...); the file is still written")
+    add_calibration_args(ap)
+    ap.add_argument("--cost-samples", type=int, default=BITPLANE_COST_SAMPLES, metavar="N",
+                    help="with --input-bitplanes on a graph that records its dataset: the "
+                    "accuracy cost of the bit planes is measured on the first N test images "
+                    f"(float, graded and bit-plane input; default {BITPLANE_COST_SAMPLES}, 0: "
+                    "only the first layer's error)")
     add_output_flags(ap)
     args = ap.parse_args(argv)
     out = Path(args.output) if args.output else default_output(args.model)
@@ -729,18 +956,202 @@ def main(argv: list[str] | None = None) -> int:
         raise UserError(f"output {out} is the input file; give another name with -o")
     check_writable(out)
     fg = import_nir(args.model, dt=args.dt, timesteps=args.timesteps,
-                    input_timesteps=input_timesteps(args.input))
-    qg, report = quantize(fg, input_bitplanes=args.input_bitplanes)
+                    input_timesteps=input_timesteps(args.input), reset=args.reset)
+    if args.cost_samples < 0:
+        raise UserError(f"--cost-samples must be >= 0, got {args.cost_samples}")
+    cal = calibration_from_args(fg, args)
+    qg, report = quantize(fg, input_bitplanes=args.input_bitplanes, calibration=cal)
+    cost = (bitplane_cost(fg, qg, report, cal, args.cost_samples) if qg.input.bitplanes
+            else None)
     write_qgraph(out, qg, report.to_dict())
     summary = (f"wrote {out} ({len(qg.populations)} populations, {len(qg.readouts)} readouts, "
                f"{len(qg.synapses)} synapses; T={qg.timesteps}"
                + (f", {qg.input.bitplanes} input bit planes)" if qg.input.bitplanes else ")"))
     if args.json:
-        print_json({"output": str(out), "report": report.to_dict()})
+        print_json({"output": str(out), "report": report.to_dict(),
+                    **({"bitplane_cost": cost} if cost is not None else {})})
     else:
         print(format_report(report))
+        if cost is not None:
+            print(format_bitplane_cost(cost, args.model))
         print(summary)
     return 1 if args.strict and report.warnings else 0
+
+
+# ``--calibrate`` without a file: the recorded dataset's training split
+CALIBRATE_FROM_DATASET = "dataset"
+
+
+def add_calibration_args(ap: argparse.ArgumentParser) -> None:
+    """``--calibrate [inputs.npy]``, ``--calibration-samples``, ``--calibration-percentile``:
+    the options of every command that quantizes a float graph."""
+    ap.add_argument("--calibrate", nargs="?", const=CALIBRATE_FROM_DATASET, default=None,
+                    metavar="inputs.npy",
+                    help="set each population's scale from the states the float graph reaches "
+                    "on a calibration batch instead of the worst case (finer weights; inputs "
+                    "beyond the batch may overflow, and runs count it). Alone: the first "
+                    "--calibration-samples of the training split of the dataset the graph "
+                    "records; with a file: its inputs [sample, timestep, *input_shape] "
+                    "(float graphs only)")
+    ap.add_argument("--calibration-samples", type=int, default=CALIBRATION_SAMPLES, metavar="N",
+                    help=f"size of the calibration batch (default {CALIBRATION_SAMPLES})")
+    ap.add_argument("--calibration-percentile", type=float, default=DEFAULT_PERCENTILE,
+                    metavar="P", help="percentile of the per-sample peaks that sets the scale "
+                    "(default 100: the largest; lower ignores rare outliers, which then overflow "
+                    "and are counted)")
+
+
+def calibrate_option(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``convert.load_graph`` that the parsed
+    :func:`add_calibration_args` options ask for (none without ``--calibrate``)."""
+    if getattr(args, "calibrate", None) is None:
+        return {}
+    return {"calibrate": True if args.calibrate == CALIBRATE_FROM_DATASET else args.calibrate,
+            "calibration_samples": args.calibration_samples,
+            "calibration_percentile": args.calibration_percentile}
+
+
+def calibration_from_args(fg: FGraph, args: argparse.Namespace) -> Calibration | None:
+    """The :class:`Calibration` the parsed :func:`add_calibration_args` options ask for, or
+    None without ``--calibrate``.
+
+    Raises:
+        UserError: see :func:`convert.calibrate.calibrate`.
+    """
+    if getattr(args, "calibrate", None) is None:
+        return None
+    source = None if args.calibrate == CALIBRATE_FROM_DATASET else args.calibrate
+    return calibrate(fg, source, samples=args.calibration_samples,
+                     percentile=args.calibration_percentile, margin=CALIBRATION_MARGIN)
+
+
+# Test images the bit-plane accuracy cost is measured on by default (convert.quantize
+# --input-bitplanes): a few seconds on a CPU for the zoo's models, +-1.5 pp of standard error.
+BITPLANE_COST_SAMPLES = 500
+
+
+def bitplane_cost(fg: FGraph, qg: QGraph, report: QuantReport,
+                  calibration: Calibration | None, samples: int = BITPLANE_COST_SAMPLES
+                  ) -> dict[str, Any]:
+    """What deploying the graded input as bit planes (``qg``, ``report``) costs, against the
+    same graph with the graded input (same calibration): per synapse reading the input, its
+    weights' relative RMS error at scale and the bits its largest weight uses; with a
+    calibration batch, per target of those synapses the layer's error against the float graph
+    (relative RMS error of the input current, fraction of spike entries that differ;
+    :func:`convert.calibrate.layer_errors`); and, when the graph records its dataset and has
+    one readout, ``accuracy``: float, graded and bit-plane accuracy on the first ``samples``
+    test images (:func:`_accuracies`; None otherwise)."""
+    graded_qg, graded = quantize(fg, calibration=calibration)
+    cost: dict[str, Any] = {"synapses": {}, "targets": {},
+                            "accuracy": _accuracies(fg, {"graded": graded_qg,
+                                                         "bitplanes": qg}, samples)}
+    if samples <= 0:
+        cost["accuracy_skipped"] = "--cost-samples 0"
+    for name, s in report.synapses.items():
+        if s.source != INPUT:
+            continue
+        g = graded.synapses[name]
+        cost["synapses"][name] = {
+            "bitplanes": {"rel_rms_error": s.rel_rms_error,
+                          "weight_bits": int(s.max_abs_weight).bit_length()},
+            "graded": {"rel_rms_error": g.rel_rms_error,
+                       "weight_bits": int(g.max_abs_weight).bit_length()}}
+        if calibration is None:
+            continue
+        for which, rep in (("bitplanes", report), ("graded", graded)):
+            p = rep.populations[s.target]
+            cost["targets"].setdefault(s.target, {})[which] = {
+                "current_error": p.layer_current_error,
+                "spike_mismatch": getattr(p, "layer_spike_mismatch", None)}
+    return cost
+
+
+def _accuracies(fg: FGraph, graphs: dict[str, QGraph], samples: int
+                ) -> dict[str, Any] | None:
+    """Accuracy on the first ``samples`` images of the test split of the dataset ``fg``
+    records (encoded as it records): the float graph's (:func:`convert.float_sim.simulate`)
+    and each integer graph's (:func:`convert.calibrate.integer_forward`, equal to every
+    target's records). None without a recorded dataset and encoding, with ``samples`` 0, or
+    without exactly one readout."""
+    meta = fg.metadata
+    if (samples <= 0 or not meta.get("dataset") or meta.get("encoding") not in ("direct", "rate")
+            or len(fg.readouts) != 1):
+        return None
+    images, labels = load_dataset(str(meta["dataset"]), "test")
+    x = encode_as_recorded(meta, fg.timesteps, images[:samples])
+    return {"split": f"{meta['dataset']}/test", **accuracies(fg, graphs, x, labels[: len(x)])}
+
+
+def accuracies(fg: FGraph, graphs: dict[str, QGraph], x: np.ndarray, labels: np.ndarray
+               ) -> dict[str, Any]:
+    """``samples`` and the accuracy on inputs ``x`` [N, T, *input_shape] with ``labels`` [N]
+    of the float graph (``"float"``, :func:`convert.float_sim.simulate`, the first largest
+    score) and of each integer graph by name (:func:`convert.calibrate.integer_forward`, equal
+    to every target's records; :func:`core.readout.predictions`).
+
+    Raises:
+        UserError: an integer graph without exactly one readout.
+    """
+    y = np.asarray(labels)
+    scores, _ = simulate(fg, x)
+    acc: dict[str, Any] = {"samples": len(y), "float": float(np.mean(scores.argmax(1) == y))}
+    for name, g in graphs.items():
+        _, readouts = integer_forward(g, x)
+        acc[name] = float(np.mean(predictions(g, readouts) == y))
+    return acc
+
+
+def bitplane_accuracy(args: argparse.Namespace, deployed: QGraph, x: np.ndarray,
+                      labels: np.ndarray) -> dict[str, Any] | None:
+    """For a target command run with ``--input-bitplanes`` on a float graph (``args.model``,
+    with the command's ``--dt``/``--timesteps``/``--reset``/``--calibrate`` options): the
+    accuracy on ``x``/``labels`` of the float graph, of the graph deployed with the graded
+    input (same calibration) and of ``deployed`` (:func:`accuracies`). None for an integer
+    file (its float graph is not at hand) or a graph without exactly one readout.
+    """
+    if is_integer_graph(read_nir(args.model)) or len(deployed.readouts) != 1:
+        return None
+    fg = import_nir(args.model, dt=getattr(args, "dt", None),
+                    timesteps=getattr(args, "timesteps", None), reset=getattr(args, "reset", None),
+                    input_timesteps=int(np.asarray(x).shape[1]))
+    graded, _ = quantize(fg, calibration=calibration_from_args(fg, args))
+    return accuracies(fg, {"graded": graded, "bitplanes": deployed}, x, labels)
+
+
+def format_bitplane_accuracy(acc: dict[str, Any]) -> str:
+    """One line: :func:`bitplane_accuracy`'s three accuracies and the sample count."""
+    return (f"bit-plane input: accuracy {100 * acc['bitplanes']:.2f}% (graded input "
+            f"{100 * acc['graded']:.2f}%, float graph {100 * acc['float']:.2f}%; "
+            f"{acc['samples']} samples)")
+
+
+def format_bitplane_cost(cost: dict[str, Any], model: str | Path) -> str:
+    """:func:`bitplane_cost` as text, with the command that measures the accuracy cost."""
+    lines = ["bit-plane input cost (against the graded input):"]
+    for name, c in cost["synapses"].items():
+        b, g = c["bitplanes"], c["graded"]
+        lines.append(f"  synapse {name}: weight error {b['rel_rms_error']:.4f} with "
+                     f"{b['weight_bits']} bits (graded: {g['rel_rms_error']:.4f} with "
+                     f"{g['weight_bits']} bits)")
+    for name, c in cost["targets"].items():
+        b, g = c["bitplanes"], c["graded"]
+        spikes = ("" if b["spike_mismatch"] is None else
+                  f", spikes differing {100 * b['spike_mismatch']:.2f}% (graded: "
+                  f"{100 * g['spike_mismatch']:.2f}%)")
+        lines.append(f"  layer {name} on the calibration batch: current error "
+                     f"{b['current_error']:.4f} (graded: {g['current_error']:.4f}){spikes}")
+    a = cost.get("accuracy")
+    if a is None and cost.get("accuracy_skipped"):
+        lines.append(f"  accuracy: not measured ({cost['accuracy_skipped']})")
+    elif a is not None:
+        lines.append(f"  accuracy on {a['split']} [0:{a['samples']}]: float "
+                     f"{100 * a['float']:.2f}%, deployed graded {100 * a['graded']:.2f}%, "
+                     f"deployed bit planes {100 * a['bitplanes']:.2f}%")
+    else:
+        lines.append(f"  accuracy: the graph records no dataset; run python -m targets.verify "
+                     f"{model} --targets torch_ref --reference float --input-bitplanes "
+                     "--input x.npy --labels y.npy")
+    return "\n".join(lines)
 
 
 def input_timesteps(path: str | Path | None) -> int | None:
