@@ -97,6 +97,9 @@ class NIRBuilder:
         self.edges: list[tuple[str, str]] = []
         self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(int(s) for s in input_shape)}
         self._count: dict[str, int] = {}
+        #: Graph metadata an exporter adds (e.g. what it changed for deployment); merged
+        #: into :meth:`graph`'s ``metadata``.
+        self.metadata: dict[str, Any] = {}
 
     # --- plumbing -----------------------------------------------------------------------
     def _name(self, kind: str, name: str | None) -> str:
@@ -276,6 +279,30 @@ class NIRBuilder:
         shape = self.shape(src)
         return self._add("lif", name, lif_node(shape, beta, threshold, DT), src, shape)
 
+    def integrate_fire(self, src: str | list[str], threshold: float, *,
+                       name: str | None = None) -> str:
+        """``nir.IF`` population on the (summed) current of ``src``: ``v = v + I`` (no leak,
+        Loihi's ``dv = 0``), spike on ``v > threshold``, reset to 0. ``r = 1 / DT`` makes the
+        input gain ``dt r`` exactly 1 (the convention the importer pins dt by)."""
+        shape = self.shape(src)
+        node = nir.IF(r=np.full(shape, 1.0 / DT), v_threshold=np.full(shape, float(threshold)),
+                      v_reset=np.zeros(shape))
+        return self._add("if", name, node, src, shape)
+
+    def delay(self, src: str | list[str], steps: int, *, name: str | None = None) -> str:
+        """``nir.Delay`` of ``steps`` steps of :data:`DT` on ``src``: its values of step t
+        arrive at step t + steps of the same sample (the importer makes it the model delay
+        ``lag`` of the synapse on its path).
+
+        Raises:
+            ExportError: ``steps`` is negative.
+        """
+        if int(steps) < 0:
+            raise ExportError(f"{_label('delay', name)}: steps must be >= 0, got {steps}")
+        shape = self.shape(src)
+        node = nir.Delay(np.full(shape, int(steps) * DT))
+        return self._add("delay", name, node, src, shape)
+
     def output(self, src: str | list[str], name: str = "output") -> str:
         """``nir.Output`` reading ``src``: the graph's readout (summed over time by targets)."""
         shape = self.shape(src)
@@ -285,7 +312,7 @@ class NIRBuilder:
         """The graph, with ``metadata`` (plus ``neurodeploy_extensions``: the extension node
         types it holds, comma-separated; such a graph skips NIR's type check, which does not
         know them)."""
-        meta = dict(metadata or {})
+        meta = {**dict(metadata or {}), **self.metadata}
         ext = sorted({type(n).__name__ for n in self.nodes.values() if is_extension(n)})
         if ext:
             meta["neurodeploy_extensions"] = ",".join(ext)

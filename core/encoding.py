@@ -7,6 +7,9 @@ numpy only (no torch). The float value a network sees is ``encoded * input_scale
   call is drawn from ``np.random.default_rng([seed, first_index + i])``, so any subset of a
   dataset re-encodes identically however it is batched (pass the subset's dataset index as
   ``first_index``).
+- ``frames``: for event datasets, whose samples are already time-binned event counts
+  ``[N, B, ...]``: the B bins merged into T steps, a spike where any event fell
+  (``core.events.frames_to_spikes``; T must divide B); scale 1.0.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ import numpy as np
 
 from core.errors import UserError
 
-ENCODINGS = ("direct", "rate")
-INPUT_SCALE = {"direct": 1 / 255, "rate": 1.0}
+ENCODINGS = ("direct", "rate", "frames")
+INPUT_SCALE = {"direct": 1 / 255, "rate": 1.0, "frames": 1.0}
 
 
 def _check_kind(kind: str) -> None:
@@ -50,6 +53,10 @@ def encode(
     if images.ndim < 2:
         raise UserError(f"encode expects images [N, H, W], got shape {images.shape}")
     n = images.shape[0]
+    if kind == "frames":
+        from core.events import frames_to_spikes
+
+        return frames_to_spikes(images, timesteps)
     if kind == "direct":
         out = np.broadcast_to(images[:, None].astype(np.int16), (n, timesteps, *images.shape[1:]))
         return np.ascontiguousarray(out)

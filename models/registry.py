@@ -45,6 +45,8 @@ _SPECS = {
     "ds_resnet": "models.ds_resnet:DSResNet",
     "spiking_mlp": "models.spiking_mlp:SpikingMLP",
     "cml_spikformer": "models.cml_spikformer:CMLSpikformer",
+    "sma_net": "models.sma_net:SMANet",
+    "slssnn": "models.slssnn:SLSSNN",
 }
 
 #: What ``resolve`` requires of a class besides being a ``torch.nn.Module``.

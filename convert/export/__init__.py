@@ -21,7 +21,16 @@ from typing import Any
 
 import nir
 
-from convert.export import cml_net, cml_spikformer, conv_snn, ds_resnet, fc_snn, spiking_mlp
+from convert.export import (
+    cml_net,
+    cml_spikformer,
+    conv_snn,
+    ds_resnet,
+    fc_snn,
+    slssnn,
+    sma_net,
+    spiking_mlp,
+)
 from convert.nir_builder import NIRBuilder
 from core.errors import ExportError
 
@@ -35,6 +44,8 @@ EXPORTERS: dict[str, Exporter] = {
     "ds_resnet": ds_resnet.export,
     "spiking_mlp": spiking_mlp.export,
     "cml_spikformer": cml_spikformer.export,
+    "sma_net": sma_net.export,
+    "slssnn": slssnn.export,
 }
 
 # The method a user's model class defines to be exportable (docs/custom-models.md).

@@ -71,7 +71,8 @@ def test_unknown_names_raise_dataset_error_listing_valid_ones():
     with pytest.raises(DatasetError, match="valid splits"):
         load_dataset("digits", "training")
     assert issubclass(DatasetError, ValueError)
-    assert DATASETS == ("mnist", "fashion-mnist", "digits")
+    assert DATASETS == ("mnist", "fashion-mnist", "digits", "nmnist", "dvs-gesture",
+                        "cifar10-dvs", "digits-events")
 
 
 def _write_idx(path, arr, compress):

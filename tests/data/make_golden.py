@@ -36,6 +36,14 @@ def _tiny(model: str) -> dict | None:
         return tiny_config()
     if model == "cml_net":
         return {"channels": [4, 8, 8]}
+    if model == "slssnn":
+        from models.slssnn import tiny_config
+
+        return tiny_config()
+    if model == "sma_net":
+        from models.sma_net import tiny_config
+
+        return tiny_config()
     return None
 
 
@@ -45,6 +53,8 @@ MODELS = {
     "cml_net": dict(epochs=4, lr=5e-3),
     "ds_resnet": dict(epochs=4, lr=5e-3),
     "spiking_mlp": dict(epochs=4, lr=1e-2),
+    "slssnn": dict(epochs=4, lr=5e-3),
+    "sma_net": dict(epochs=4, lr=5e-3),
 }
 
 

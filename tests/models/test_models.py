@@ -215,6 +215,7 @@ SMALL = {
     "spiking_mlp": ((8, 8), {"dim": 6}),
     "cml_spikformer": ((16, 16), {"tokenizer_channels": [4, 8], "dim": 16, "heads": 2,
                                   "mlp_ratio": 2}),
+    "sma_net": ((8, 8), {"channels": [4, 8], "block_channels": 8}),
 }
 
 # What each model was measured with (docs/models/*.md, docs/model-zoo.md).
@@ -225,6 +226,7 @@ MEASURED = {
     "ds_resnet": (5e-3, 128, 1),
     "spiking_mlp": (1e-2, 32, 1),
     "cml_spikformer": (1e-2, 32, 1),
+    "sma_net": (5e-3, 64, 3),
 }
 
 
