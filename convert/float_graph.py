@@ -95,7 +95,11 @@ class FSpikeAttention:
 
 @dataclass
 class FPopulation:
-    """u <- alpha * u + I;  v <- beta * v + u + bias;  spike if v > threshold;  v <- 0 on spike."""
+    """u <- alpha * u + I;  v <- beta * v + u + bias;  spike if v > threshold;  v <- 0 on spike.
+
+    ``reset`` (one of ``core.fixedpoint.RESET_MODES``) changes the last two steps as
+    :meth:`late_reset` and :meth:`fire` say; the default ``"zero"`` is the rule above.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -103,11 +107,38 @@ class FPopulation:
     alpha: float
     threshold: float
     bias: np.ndarray  # flat [size], voltage units per step
+    reset: str = "zero"
 
     @property
     def size(self) -> int:
         """Number of neurons (product of ``shape``)."""
         return int(np.prod(self.shape))
+
+    def late_reset(self, v: np.ndarray) -> np.ndarray | float:
+        """What ``subtract_late`` subtracts from this step's v after the decay: the threshold
+        where the previous (un-reset) v was above it (snnTorch's ``reset_delay=True``); 0
+        in every other mode."""
+        if self.reset != "subtract_late":
+            return 0.0
+        return np.where(v > self.threshold, self.threshold, 0.0)
+
+    def fire(self, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(spikes, v after the reset)`` for this step's v, in float: the float form of
+        ``core.fixedpoint.lif_step`` (spike counts ``floor(v / threshold)`` from ``v >=
+        threshold`` in the graded modes, 0/1 on ``v > threshold`` otherwise)."""
+        thr = self.threshold
+        if self.reset in ("multi", "multi_floor"):
+            s = np.where(v > 0, np.floor(v / thr), 0.0)
+            v = v - s * thr
+            if self.reset == "multi_floor":
+                v = np.maximum(v, -thr)
+            return s, v
+        s = (v > thr).astype(np.float64)
+        if self.reset == "zero":
+            v = np.where(s > 0, 0.0, v)
+        elif self.reset == "subtract":
+            v = v - s * thr
+        return s, v
 
 
 @dataclass

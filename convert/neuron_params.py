@@ -412,3 +412,15 @@ def resolve_dt(nodes: dict[str, Any], metadata: dict[str, Any], dt: float | None
         DEFAULT_DT, "guessed", "guessed: snnTorch's default",
         f"dt is not recorded in the graph and {why}: assuming {DEFAULT_DT:g} s (snnTorch's "
         "default); pass --dt with the step the exporter used")
+
+
+RESET_HELP = (
+    "how every population fires and resets, when the file does not record it (NIR has no "
+    "reset field; default: the graph's 'reset' metadata, else 'zero', Loihi's own LIF). "
+    "zero: v <- 0 at the spike (snnTorch reset_mechanism='zero', Norse, SpikingJelly's "
+    "default); subtract: v <- v - threshold at the spike (snnTorch reset_delay=False, "
+    "SpikingJelly v_reset=None); subtract_late: the threshold is subtracted one step later "
+    "(snnTorch's default Leaky/Synaptic: reset_mechanism='subtract', reset_delay=True); "
+    "multi: floor(v / threshold) spikes per step, subtracted (Sinabs' IAF/LIF default); "
+    "multi_floor: multi with v floored at -threshold (sinabs.from_nir). Every mode but zero "
+    "runs a neuron program of our own on Loihi 2 (docs/foreign-nir.md, 'Reset')")

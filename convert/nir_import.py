@@ -51,11 +51,12 @@ from convert.neuron_params import (
 )
 from convert.nir_view import CONVS, DENSE_LIMIT, PRODUCTS, NIRView
 from core.errors import UserError
+from core.fixedpoint import RESET_MODES
 from core.graph import INPUT, GraphError, InputSpec, balance_delays
 from core.nir_ext import read_nir
 from core.nir_io import meta_value
 
-__all__ = ["DEFAULT_DT", "NIRView", "import_nir", "timesteps_for"]
+__all__ = ["DEFAULT_DT", "NIRView", "import_nir", "resolve_reset", "timesteps_for"]
 
 
 def _attention(view: NIRView, node: str, chain: list[str], target: str,
@@ -339,6 +340,7 @@ def import_nir(
     input_kind: str | None = None,
     input_scale: float | None = None,
     input_timesteps: int | None = None,
+    reset: str | None = None,
 ) -> FGraph:
     """A NIR graph (object or file path) as a float graph ready for quantization.
 
@@ -350,21 +352,22 @@ def import_nir(
     ``input_timesteps``: the T of the inputs it will run on (used when the graph records none;
     :func:`timesteps_for`); ``input_kind``: ``"spikes"`` (0/1) or ``"graded"`` (integers up to
     ``input_max``), default from the graph's ``encoding``; ``input_scale``: float value of one
-    integer input unit (default: the graph's ``input_scale``, else 1).
+    integer input unit (default: the graph's ``input_scale``, else 1). ``reset``: the reset
+    mode of every spiking population (one of ``core.fixedpoint.RESET_MODES``; default: the
+    graph's ``reset`` metadata, else ``"zero"``, since NIR records none:
+    :func:`resolve_reset`); the float graph's metadata records it as ``reset`` with
+    ``reset_source``.
 
     Raises:
-        GraphError: metadata Loihi cannot honour (reset other than to zero, ``>=`` spikes), an
+        GraphError: metadata Loihi cannot honour (an unknown reset mode, ``>=`` spikes), an
             unknown input kind, a node or structure that cannot be mapped (named), or no
             timesteps.
-        UserError: ``timesteps`` or the graph's recorded T disagree with ``input_timesteps``.
+        UserError: ``timesteps`` or the graph's recorded T disagree with ``input_timesteps``;
+            an unknown ``reset``.
     """
     g = read_nir(source) if isinstance(source, str | Path) else source
     meta = {k: meta_value(v) for k, v in dict(getattr(g, "metadata", {}) or {}).items()}
-    reset = meta.get("reset")
-    if reset not in (None, "zero"):
-        raise GraphError(
-            f"graph metadata says reset={reset!r}; Loihi's LIF only resets v to zero"
-        )
+    mode, mode_source = resolve_reset(meta, reset)
     if meta.get("spike_comparison") not in (None, ">"):
         raise GraphError("graph fires on '>=' but Loihi fires on '>' (strictly greater)")
     if input_kind not in (None, "spikes", "graded"):
@@ -374,7 +377,33 @@ def import_nir(
     meta = {**meta, "dt": step.dt, "dt_source": step.source, "dt_detail": step.how}
     t = timesteps_for(meta.get("timesteps"), timesteps, input_timesteps)
     fg = _build(view, meta, step.dt, input_kind, input_scale, t)
+    fg = replace(fg, populations={k: replace(p, reset=mode) for k, p in fg.populations.items()},
+                 metadata={**fg.metadata, "reset": mode, "reset_source": mode_source})
     return replace(fg, notes=[step.warning, *fg.notes]) if step.warning else fg
+
+
+def resolve_reset(meta: dict[str, Any], given: str | None) -> tuple[str, str]:
+    """The reset mode of every population of an imported graph and where it came from:
+    ``(mode, "given")`` for ``--reset``, ``(mode, "recorded")`` for the graph's ``reset``
+    metadata (our exports record ``"zero"``), else ``("zero", "default")``: NIR has no
+    reset field and the exporters that subtract (snnTorch, Sinabs) do not record it
+    (docs/foreign-nir.md, "Reset").
+
+    Raises:
+        UserError: ``given`` is not one of ``core.fixedpoint.RESET_MODES``.
+        GraphError: the recorded mode is not one of them.
+    """
+    if given is not None:
+        if given not in RESET_MODES:
+            raise UserError(f"--reset {given!r} is not one of {', '.join(RESET_MODES)}")
+        return given, "given"
+    recorded = meta.get("reset")
+    if recorded is None:
+        return "zero", "default"
+    if recorded not in RESET_MODES:
+        raise GraphError(f"graph metadata says reset={recorded!r}, not one of "
+                         f"{', '.join(RESET_MODES)}")
+    return str(recorded), "recorded"
 
 
 def timesteps_for(recorded: Any, given: int | None, from_input: int | None) -> int | None:

@@ -103,9 +103,13 @@ def step_metadata(graph: QGraph) -> dict[str, Any]:
                   "bitplanes": int(graph.input.bitplanes), "size": graph.input.size},
         "latency": {n: int(lat[n]) for n in (*graph.populations, *graph.readouts)},
         "populations": {p.name: p.size for p in graph.populations.values()},
+        **({"graded_populations": [p.name for p in graph.populations.values() if p.graded]}
+           if any(p.graded for p in graph.populations.values()) else {}),
         "readouts": readouts,
         "synapses": {s.name: {"sources": list(synapse_sources(s)), "target": s.target,
-                              "graded": bool(s.source == INPUT and not graph.input.binary),
+                              "graded": bool(s.source == INPUT and not graph.input.binary
+                                             or s.source in graph.populations
+                                             and graph.populations[s.source].graded),
                               "recurrent": _recurrent(s)}
                      for s in graph.synapses},
         "state": state,
@@ -321,10 +325,23 @@ def _lif(b: _Builder, graph: QGraph, name: str, a_in: str, lat: int
     v1 = b.trunc12(b.op("Mul", [v0, b.i64(fx.DECAY_UNITY - p.dv)]))  # N4
     bias = fx.effective_bias(np.asarray(p.bias_mant, dtype=np.int64), p.bias_exp)
     vsum = b.op("Add", [b.op("Add", [v1, u]), b.const(bias, f"{name}.bias")])
+    if p.reset == "subtract_late":  # last step's spike (v was not reset): subtract vth now
+        vth6_ = b.i64(p.vth << fx.VTH_SHIFT)
+        vsum = b.op("Sub", [vsum, b.op("Where", [b.op("Greater", [v0, vth6_]), vth6_, zero])])
     v32 = b.wrap(vsum, 32)
     v2 = b.op("Clip", [v32, b.i64(-fx.V_LIMIT), b.i64(fx.V_LIMIT)])  # N5
-    spikes = b.op("Greater", [v2, b.i64(p.vth << fx.VTH_SHIFT)], f"{name}.spiking")  # N6
-    v = b.op("Where", [spikes, zero, v2], f"{name}.v")
+    vth6 = b.i64(p.vth << fx.VTH_SHIFT)
+    if p.graded:  # fixedpoint.lif_step_overflow's multi modes: count = v // vth6 where v > 0
+        pos = b.op("Where", [b.op("Greater", [v2, zero]), v2, zero])
+        spikes = b.op("Div", [pos, vth6], f"{name}.spiking")  # >= 0: Div's truncation floors
+        v = b.op("Sub", [v2, b.op("Mul", [spikes, vth6])])
+        if p.reset == "multi_floor":
+            v = b.op("Max", [v, b.i64(-(p.vth << fx.VTH_SHIFT))])
+        v = b.op("Identity", [v], f"{name}.v")
+    else:
+        spikes = b.op("Greater", [v2, vth6], f"{name}.spiking")  # N6
+        kept = b.op("Sub", [v2, vth6]) if p.reset == "subtract" else v2
+        v = b.op("Where", [spikes, zero if p.reset == "zero" else kept, v2], f"{name}.v")
 
     def differs(x: str, y: str) -> str:
         return b.op("Not", [b.op("Equal", [x, y])])
@@ -381,7 +398,8 @@ def to_onnx(graph: QGraph) -> Any:
         size = graph.populations[node].size
         u, v, s_, overflow = _lif(b, graph, node, a_in, meta["latency"][node])
         spikes[node] = s_
-        emit(s_, f"spikes/{node}", TensorProto.BOOL, [LANES, size])
+        graded = graph.populations[node].graded  # spike counts, int64
+        emit(s_, f"spikes/{node}", i64 if graded else TensorProto.BOOL, [LANES, size])
         for kind in fx.OVERFLOW_KINDS:
             emit(overflow[kind], f"overflow/{kind}/{node}", i64, [LANES])
         emit(u, f"next/u/{node}", i64, [LANES, size])

@@ -66,6 +66,15 @@ class InputSpec:
 
 @dataclass
 class LIFPopulation:
+    """Loihi LIF neurons with one du, dv, vth and bias exponent (core.fixedpoint.lif_step).
+
+    ``reset`` is one of :data:`core.fixedpoint.RESET_MODES`: ``"zero"`` (the stock Loihi
+    LIF, the default: every graph written before reset modes existed), or a mode that needs a
+    neuron program of our own on Loihi 2 (``"subtract"``, ``"subtract_late"``, and the graded
+    ``"multi"``/``"multi_floor"``, whose spikes carry a count that the synapses multiply by
+    their weights). docs/contract.md, "Reset modes".
+    """
+
     name: str
     shape: tuple[int, ...]
     du: int
@@ -73,6 +82,12 @@ class LIFPopulation:
     vth: int
     bias_mant: np.ndarray  # int64, flat [size]
     bias_exp: int = 0
+    reset: str = "zero"
+
+    @property
+    def graded(self) -> bool:
+        """Whether the population's spikes carry a count (int64) instead of 0/1."""
+        return fx.graded_spikes(self.reset)
 
     @property
     def size(self) -> int:
@@ -547,6 +562,10 @@ def attention_sources_spike(g: QGraph, s: SpikeAttention) -> None:
         if src not in g.populations:
             raise GraphError(f"synapse {s.name!r}: attention source {src!r} must be a "
                              "population (binary spikes)")
+        if g.populations[src].graded:  # an AND of counts is no longer a popcount
+            raise GraphError(f"synapse {s.name!r}: attention source {src!r} emits spike "
+                             f"counts (reset {g.populations[src].reset!r}); an attention "
+                             "needs binary spikes")
 
 
 def attention_shapes(g: QGraph, s: SpikeAttention) -> None:
@@ -587,6 +606,17 @@ def population_parameters_in_range(g: QGraph, p: LIFPopulation) -> None:
             raise GraphError(f"population {p.name!r}: {key}={val} outside [{lo}, {hi}]")
 
 
+def reset_mode_known(g: QGraph, p: LIFPopulation) -> None:
+    """``reset`` is one of :data:`core.fixedpoint.RESET_MODES`; a graded mode (a spike count
+    ``v // (vth << 6)``) needs ``vth > 0``."""
+    if p.reset not in fx.RESET_MODES:
+        raise GraphError(f"population {p.name!r}: reset mode {p.reset!r} is not one of "
+                         f"{', '.join(fx.RESET_MODES)}")
+    if p.graded and p.vth <= 0:
+        raise GraphError(f"population {p.name!r}: reset mode {p.reset!r} counts spikes as "
+                         "v // (vth << 6) and needs vth > 0")
+
+
 def bias_shape(g: QGraph, p: LIFPopulation) -> None:
     """One bias mantissa per neuron, flat."""
     if p.bias_mant.shape != (p.size,):
@@ -625,7 +655,7 @@ SYNAPSE_RULES: dict[type, tuple[SynapseRule, ...]] = {
                      attention_shift_in_range),
 }
 POPULATION_RULES: tuple[PopulationRule, ...] = (
-    population_parameters_in_range, bias_shape, bias_mantissa_in_13_bits)
+    population_parameters_in_range, reset_mode_known, bias_shape, bias_mantissa_in_13_bits)
 GRAPH_RULES: tuple[GraphRule, ...] = (readout_decay_in_range, paths_balanced)
 
 

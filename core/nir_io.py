@@ -92,11 +92,12 @@ def to_nir(qg: QGraph, report: Any = None) -> nir.NIRGraph:
     edges: list[tuple[str, str]] = []
     pooled_to: dict[str, str] = {}
     for p in qg.populations.values():
-        nodes[p.name] = lif_node(
-            p.shape, fx.factor_from_dv(p.dv), float(p.vth << fx.VTH_SHIFT), DT,
-            metadata={"loihi_du": p.du, "loihi_dv": p.dv, "loihi_vth": p.vth,
-                      "loihi_bias_exp": p.bias_exp, "loihi_bias_mant": p.bias_mant.copy()},
-        )
+        md = {"loihi_du": p.du, "loihi_dv": p.dv, "loihi_vth": p.vth,
+              "loihi_bias_exp": p.bias_exp, "loihi_bias_mant": p.bias_mant.copy()}
+        if p.reset != "zero":  # written only when not the default: older files stay as they were
+            md["loihi_reset"] = p.reset
+        nodes[p.name] = lif_node(p.shape, fx.factor_from_dv(p.dv),
+                                 float(p.vth << fx.VTH_SHIFT), DT, metadata=md)
     for r in qg.readouts.values():
         md = {} if r.bias is None else {"loihi_readout_bias": r.bias.copy()}
         if r.dv:
@@ -309,7 +310,7 @@ def from_nir(g: Any) -> QGraph:
             pops[name] = LIFPopulation(
                 name, shape, int(md["loihi_du"]), int(md["loihi_dv"]), int(md["loihi_vth"]),
                 np.asarray(md["loihi_bias_mant"], dtype=np.int64).reshape(-1),
-                int(md["loihi_bias_exp"]),
+                int(md["loihi_bias_exp"]), str(md.get("loihi_reset", "zero")),
             )
         elif kind == "Output":
             shape = tuple(int(x) for x in np.asarray(next(iter(node.output_type.values()))))

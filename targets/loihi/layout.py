@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core import fixedpoint as fx
 from core.errors import GraphError
 from core.graph import INPUT, LAVA_CONV_FIELD_MAX, Conv, QGraph, runs_as_dense_on_lava
 from core.ops import conv2d
@@ -138,7 +139,11 @@ def records_to_ours(data: np.ndarray, perm: np.ndarray, steps: int) -> np.ndarra
 def message_bits(graph: QGraph, source: str) -> int:
     """Lava's ``num_message_bits`` for a synapse from ``source``: 0 sends binary spikes; a
     graded input (not bit planes) sends its integer value, with at least 8 bits (Loihi 2's
-    graded spike payload) and enough bits for ``graph.input.max_value``."""
+    graded spike payload) and enough bits for ``graph.input.max_value``; a population of a
+    graded reset mode (its spikes are counts, ``LIFPopulation.graded``) sends 24 bits, the
+    width of Lava's spike port."""
+    if source in graph.populations and graph.populations[source].graded:
+        return fx.UV_BITS
     if source != INPUT or graph.input.binary or graph.input.max_value <= 1:
         return 0
     return max(8, int(graph.input.max_value).bit_length())

@@ -37,7 +37,7 @@ from core import fixedpoint as fx
 from core.files import write_atomic
 from core.graph import recurrent_carries
 from targets.loihi.layout import lava_max_pool, spikes_to_ours
-from targets.loihi.process import CurrentRelay, SpikeAttentionProcess, SpikeGate
+from targets.loihi.process import CurrentRelay, ResetModeLIF, SpikeAttentionProcess, SpikeGate
 
 RUN_TAG = "fixed_pt"  # Lava's bit-accurate models carry this tag (Loihi2SimCfg select_tag)
 
@@ -182,6 +182,62 @@ class StateLIFResetModel(PyLifResetModelBitAcc):
             save_npy(self.proc_params["overflow_path"], self._overflow)
             if self._record_state:
                 save_npy(self.proc_params["record_path"], self._uv)
+
+
+@implements(proc=ResetModeLIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag(RUN_TAG)
+class PyResetModeLIFModel(StateLIFResetModel):
+    """The neuron program of :class:`targets.loihi.process.ResetModeLIF`: Lava's bit-accurate
+    ``LIFReset`` step (its receive, periodic reset, ``subthr_dynamics`` for u and v, and the
+    recording and overflow counts of :class:`StateLIFResetModel`) with the reset mode's
+    spike and reset in place of Lava's ``v > vth << 6`` and ``v <- 0``
+    (``core.fixedpoint.lif_step_overflow`` states the same rules; the tests pin both):
+
+    - ``subtract_late``: the previous step's spike (the un-reset ``v > vth << 6`` at the
+      start of the step) lowers this step's bias by ``vth << 6``, so the subtraction enters
+      Lava's own sum ``decay(v) + u + bias`` before its clip;
+    - ``subtract``: ``v[spikes] -= vth << 6``;
+    - ``multi``/``multi_floor``: the spike is the count ``v // (vth << 6)`` where ``v > 0``,
+      sent as a graded payload; ``v -= count * (vth << 6)``; ``multi_floor`` then floors v
+      at ``-(vth << 6)``.
+    """
+
+    # the decorators refuse a class that already implements another process: the stock
+    # model's (LIFReset) is inherited, so it is cleared here for this class only
+    implements_process = None
+    implements_protocol = None
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+
+    def __init__(self, proc_params: Any) -> None:
+        super().__init__(proc_params)
+        self._mode = str(proc_params["reset_mode"])
+
+    def _vth6(self) -> int:
+        return int(self.vth) << fx.VTH_SHIFT
+
+    def scale_bias(self) -> None:
+        super().scale_bias()
+        if self._mode == "subtract_late":  # v was not reset: v > vth6 is last step's spike
+            vth6 = self._vth6()
+            self.effective_bias = self.effective_bias - np.where(self.v > vth6, vth6, 0)
+
+    def spiking_activation(self) -> np.ndarray:
+        vth6 = self._vth6()
+        if fx.graded_spikes(self._mode):
+            return (np.where(self.v > 0, self.v, 0) // vth6).astype(np.int32)
+        return self.v > vth6
+
+    def reset_voltage(self, spike_vector: np.ndarray) -> None:
+        vth6 = self._vth6()
+        if self._mode == "zero":
+            self.v[spike_vector] = 0
+        elif self._mode == "subtract":
+            self.v[spike_vector] -= vth6
+        elif fx.graded_spikes(self._mode):
+            self.v[:] = self.v - spike_vector * vth6
+            if self._mode == "multi_floor":
+                self.v[:] = np.maximum(self.v, -vth6)
 
 
 def recording_models(record_state: bool) -> dict[type, type]:

@@ -10,8 +10,12 @@ Lava environment only (imports lava).
 
 from __future__ import annotations
 
+from typing import Any
+
 from lava.magma.core.process.ports.ports import InPort, OutPort
 from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.proc.lif.process import AbstractLIF
 
 
 class CurrentRelay(AbstractProcess):
@@ -89,3 +93,36 @@ class SpikeAttentionProcess(AbstractProcess):
         self.k_in = InPort(shape=k_shape)
         self.v_in = InPort(shape=v_shape)
         self.a_out = OutPort(shape=out_shape)
+
+
+class ResetModeLIF(AbstractLIF):
+    """A Loihi LIF population with a reset mode other than Lava's reset to zero
+    (:data:`core.fixedpoint.RESET_MODES`): the interface of Lava's ``LIFReset`` (the same
+    Vars u, v, du, dv, bias_mant, bias_exp, vth, the same periodic reset of u and v) plus the
+    mode, a process parameter.
+
+    Lava's stock LIF only resets v to zero at the spike (``PyLifModelBitAcc.reset_voltage``:
+    ``v[spikes] = 0``; Loihi 2's fixed LIF neuron, lava-nc 0.10). Subtracting the threshold,
+    subtracting it one step late (snnTorch), and graded spikes that carry a count (Sinabs'
+    multi-spike; Loihi 2 spikes may carry a graded payload, 24 bits in Lava's message ports)
+    need a neuron program of our own on Loihi 2 (microcode for its programmable neuron
+    cores); :class:`targets.loihi.models.PyResetModeLIFModel` is that program as a
+    fixed-point CPU model, its u and v arithmetic Lava's own.
+
+    Args:
+        shape: the population's Lava shape.
+        du, dv, vth, bias_mant, bias_exp: as Lava's ``LIF``.
+        reset_interval, reset_offset: as Lava's ``LIFReset`` (u and v are cleared at the steps
+            ``time_step % reset_interval == reset_offset``).
+        reset: the reset mode, one of ``core.fixedpoint.RESET_MODES``.
+    """
+
+    def __init__(self, *, shape: tuple[int, ...], du: int, dv: int, vth: int,
+                 bias_mant: Any, bias_exp: Any, reset_interval: int, reset_offset: int,
+                 reset: str) -> None:
+        super().__init__(shape=shape, u=0, v=0, du=du, dv=dv, bias_mant=bias_mant,
+                         bias_exp=bias_exp, name=None, log_config=None)
+        self.vth = Var(shape=(1,), init=vth)
+        self.proc_params["reset_interval"] = int(reset_interval)
+        self.proc_params["reset_offset"] = int(reset_offset)
+        self.proc_params["reset_mode"] = str(reset)

@@ -24,6 +24,9 @@ import numpy as np
 QUANTIZATION = "quantization (rounded weights, decays, threshold)"
 SATURATION = "v saturated at the 24-bit limit"
 NOT_ATTRIBUTED = "not attributed"
+# a quantization entry that no rounding of the parameters reproduces on our float model: the
+# integer arithmetic itself (decays and shifts truncate u and v)
+INTEGER_ARITHMETIC = "integer arithmetic (truncated u, v)"
 # A rule is a cause only if our float model under it reproduces the reference (nearly) whole:
 # a rule that matches part of it is a coincidence, not an explanation (the framework then
 # differs from our model in something no check covers). 0.1 % leaves room for float32 noise.
@@ -106,14 +109,22 @@ def saturated_so_far(v: np.ndarray, limit: int) -> np.ndarray:
 
 def attribute(refs: dict[str, np.ndarray], deps: dict[str, np.ndarray],
               floats: dict[str, np.ndarray], alternatives: dict[str, dict[str, np.ndarray]],
-              saturated: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+              saturated: dict[str, np.ndarray] | None = None,
+              ours: str = "ours (as deployed): reset to zero at the spike, v > threshold",
+              roundings: dict[str, dict[str, np.ndarray]] | None = None) -> dict[str, Any]:
     """The causes of the differences between reference and chip, with the checks behind them.
 
     ``refs``, ``deps``, ``floats``: per compared population ``[N, T, size]`` spike counts of the
     reference, the chip and our float simulation (``convert.float_sim``); ``alternatives``:
     rule label -> the same populations simulated by our float model under that rule;
     ``saturated``: per population, bool ``[N, T, size]`` from :func:`saturated_so_far` on the
-    chip's v (None: not checked, no saturation row).
+    chip's v (None: not checked, no saturation row); ``ours``: the label of our float model
+    as deployed (its reset mode) in ``rules``; ``roundings``: label -> the populations
+    simulated by our float model with one kind of rounding put back
+    (``rules.rounded_graphs``, in its order, the last one all of them together): each
+    quantization entry goes to the first whose value there is the chip's, else to
+    :data:`INTEGER_ARITHMETIC`; the split is the quantization row's ``detail`` (per
+    population: ``detail_populations``).
 
     Returns ``{"causes": [{cause, entries, check}], "rules": [{rule, equal_share,
     populations: {name: equal_share}}], "best_rule": label or None}``: the differing entries of
@@ -131,9 +142,9 @@ def attribute(refs: dict[str, np.ndarray], deps: dict[str, np.ndarray],
         equal = sum(int((sims[k] == refs[k]).sum()) for k in names)
         return (equal / total if total else 1.0), per
 
+    ours_label = ours
     ours, ours_per = share(floats)
-    rules = [{"rule": "ours (as deployed): reset to zero at the spike, v > threshold",
-              "equal_share": ours, "populations": ours_per}]
+    rules = [{"rule": ours_label, "equal_share": ours, "populations": ours_per}]
     best, best_share = None, ours
     for label, sims in alternatives.items():
         overall, per = share(sims)
@@ -144,12 +155,25 @@ def attribute(refs: dict[str, np.ndarray], deps: dict[str, np.ndarray],
     if best is not None:
         counts = {QUANTIZATION: 0, SATURATION: 0, best: 0, NOT_ATTRIBUTED: 0}
     per_pop: dict[str, dict[str, int]] = {}
+    detail: dict[str, int] = {}
+    detail_pop: dict[str, dict[str, int]] = {}
     for k in names:
         r, d, f = refs[k], deps[k], floats[k]
         diff = r != d
         quant = diff & (f == r)
         sem = diff & (f != r)
         sat = quant & saturated[k] if saturated is not None and k in saturated else None
+        if roundings is not None:
+            left = quant if sat is None else quant & ~sat
+            for label, sims in roundings.items():
+                if k not in sims:
+                    continue
+                hit = left & (sims[k] == d)
+                detail_pop.setdefault(k, {})[label] = int(hit.sum())
+                left = left & ~hit
+            detail_pop.setdefault(k, {})[INTEGER_ARITHMETIC] = int(left.sum())
+            for label, n in detail_pop[k].items():
+                detail[label] = detail.get(label, 0) + n
         row = {QUANTIZATION: int(quant.sum()) - (0 if sat is None else int(sat.sum())),
                SATURATION: 0 if sat is None else int(sat.sum())}
         if best is not None:
@@ -168,4 +192,9 @@ def attribute(refs: dict[str, np.ndarray], deps: dict[str, np.ndarray],
     causes = [{"cause": c, "entries": v, "check": checks[c],
                "populations": {k: per_pop[k][c] for k in names if per_pop[k][c]}}
               for c, v in counts.items() if v]
+    for c in causes:
+        if c["cause"] == QUANTIZATION and roundings is not None:
+            c["detail"] = {label: n for label, n in detail.items() if n}
+            c["detail_populations"] = {k: {label: n for label, n in d.items() if n}
+                                       for k, d in detail_pop.items() if any(d.values())}
     return {"causes": causes, "rules": rules, "best_rule": best}

@@ -1,7 +1,7 @@
 """The reference comparison's two plots (``--plot DIR``), written atomically as PNG files.
 
 ``agreement.png``: per population, the share of equal spike entries (reference vs chip) at each
-step. ``raster.png``: one sample (the first whose prediction flips, else the first that
+step. ``reference_raster.png``: one sample (the first whose prediction flips, else the first that
 differs), one row per population, the reference's spikes beside the chip's, with the entries
 that differ marked. matplotlib's ``Figure`` with the Agg canvas: no pyplot, no display.
 """
@@ -25,9 +25,10 @@ def _save(fig: Figure, path: Path) -> None:
 
 def write_plots(folder: str | Path, rep: dict[str, Any], refs: dict[str, np.ndarray],
                 deps: dict[str, np.ndarray], sample: int) -> list[str]:
-    """Write ``agreement.png`` and ``raster.png`` into ``folder`` (created if missing) from a
-    report (:func:`targets.reference.report.reference_report`) and the compared records
-    ``[N, T, size]``; ``sample`` is the one the raster shows. Returns the paths written."""
+    """Write ``agreement.png`` and ``reference_raster.png`` into ``folder`` (created if
+    missing) from a report (:func:`targets.reference.report.reference_report`) and the
+    compared records ``[N, T, size]``; ``sample`` is the one the raster shows. Returns the
+    paths written."""
     folder = Path(folder)
     names = list(rep["populations"])
     written = []
@@ -69,6 +70,6 @@ def write_plots(folder: str | Path, rep: dict[str, Any], refs: dict[str, np.ndar
     fig.suptitle(f"sample {sample}: {rep['reference']} vs chip (red: entries that differ)",
                  fontsize=9)
     fig.tight_layout()
-    _save(fig, folder / "raster.png")
-    written.append(str(folder / "raster.png"))
+    _save(fig, folder / "reference_raster.png")
+    written.append(str(folder / "reference_raster.png"))
     return written

@@ -34,7 +34,9 @@ SHOWN_FLIPS = 20
 
 
 def add_reference_args(ap: argparse.ArgumentParser) -> None:
-    """``--reference``, ``--reference-option``, ``--checkpoint`` and ``--plot``."""
+    """``--reference``, ``--reference-option`` and ``--checkpoint`` (``--plot DIR`` is every
+    target command's, targets.cli: with ``--reference`` it also gets agreement.png and
+    raster_reference.png)."""
     g = ap.add_argument_group("reference run: the chip against the framework the model came from")
     g.add_argument("--reference", default=None, choices=list(REFERENCES),
                    help="also simulate the graph with this reference and report, per "
@@ -48,9 +50,6 @@ def add_reference_args(ap: argparse.ArgumentParser) -> None:
                    "else the deployed graph's)")
     g.add_argument("--checkpoint", default=None, metavar="ckpt.pt",
                    help="the checkpoint the graph was exported from (--reference checkpoint)")
-    g.add_argument("--plot", default=None, metavar="DIR",
-                   help="write agreement.png (per population, over time) and raster.png "
-                   "(one flipped or differing sample, reference vs chip) into DIR")
 
 
 def check_reference_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -63,7 +62,7 @@ def check_reference_args(args: argparse.Namespace) -> dict[str, Any]:
     """
     if args.reference is None:
         for flag, val in (("--reference-option", args.reference_option),
-                          ("--checkpoint", args.checkpoint), ("--plot", args.plot)):
+                          ("--checkpoint", args.checkpoint)):
             if val:
                 raise UserError(f"{flag} goes with --reference")
         return {}
@@ -89,6 +88,14 @@ def reference_dt(args: argparse.Namespace, graph: Any) -> float | None:
     return None if dt is None else float(dt)
 
 
+def deployed_reset(graph: Any) -> str | None:
+    """The reset mode the deployed graph's populations were imported with (one for the
+    whole graph, ``convert.nir_import.resolve_reset``), or None for a graph without
+    populations."""
+    modes = {p.reset for p in graph.populations.values()}
+    return modes.pop() if len(modes) == 1 else graph.metadata.get("reset")
+
+
 def run_reference(args: argparse.Namespace, graph: Any, inputs: np.ndarray,
                   options: dict[str, Any]) -> dict[str, Any]:
     """The reference's simulation of ``args.model`` on ``inputs`` [N, T, ...]: ``{"spikes":
@@ -107,6 +114,8 @@ def run_reference(args: argparse.Namespace, graph: Any, inputs: np.ndarray,
     inputs = inputs.reshape(n, t, *graph.input.shape)  # as the graph's Input node has it
     opts = dict(options)
     dt = opts.pop("dt") if "dt" in opts else reference_dt(args, graph)
+    if args.reference == "float" and "reset" not in opts:  # our float model as deployed
+        opts["reset"] = deployed_reset(graph)
     res = simulate(args.reference, args.model, inputs, dt, membranes=membranes,
                    notes=notes, thresholds=thresholds, input_scale=scale, **opts)
     return {"spikes": res, "membranes": membranes, "thresholds": thresholds, "notes": notes,
@@ -186,7 +195,7 @@ def reference_report(args: argparse.Namespace, prep: Any, ref: dict[str, Any],
     pred = cmp.predictions(ref_scores, dep_scores, prep.labels)
     # causes: our float model, imported as the deployed graph was (its dt, not a reference
     # option's), as deployed and under each alternative rule
-    fg = float_graph(args.model, reference_dt(args, g), x.shape[1])
+    fg = float_graph(args.model, reference_dt(args, g), x.shape[1], deployed_reset(g))
     causes = _causes(fg, prep, refs, deps, run) if refs else None
     # both sides' membranes at each population's first difference
     firsts = sorted({p["first_difference"]["sample"] for p in pops.values()
@@ -260,7 +269,16 @@ def _causes(fg: Any, prep: Any, refs: dict[str, np.ndarray], deps: dict[str, np.
             sat[quant_samples] = cmp.saturated_so_far(v, fx.V_LIMIT)
             saturated[k] = sat
     floats = {k: floats[k] for k in refs if k in floats}
-    return cmp.attribute(refs, deps, floats, alts, saturated)
+    mode = deployed_reset(prep.graph) or "zero"
+    roundings = None
+    scales = {n: r.scale for n, r in (prep.report.populations.items() if prep.report else ())
+              if getattr(r, "scale", None)}
+    if quant_samples and scales:  # which rounding moves each quantization entry
+        roundings = {label: {k: v for k, v in rules.simulate(g, x)[0].items() if k in refs}
+                     for label, g in rules.rounded_graphs(fg, prep.graph, scales).items()}
+    return cmp.attribute(refs, deps, floats, alts, saturated,
+                         ours=f"ours (as deployed): reset {mode!r}: "
+                         f"{fx.RESET_DESCRIPTIONS.get(mode, mode)}", roundings=roundings)
 
 
 def print_reference(rep: dict[str, Any]) -> None:
@@ -310,6 +328,8 @@ def print_reference(rep: dict[str, Any]) -> None:
         for r in c["causes"]:
             print(f"{r['entries']:>9}{r['entries'] / total * 100:>7.1f}%  {r['cause']}")
             print(f"{'':>19}({r['check']})")
+            for label, n in (r.get("detail") or {}).items():  # which rounding, checked
+                print(f"{'':>19}{n:>6}  {label}")
     if c and len(c["rules"]) > 1:
         print("our float model under each neuron rule, agreement with the reference:")
         for r in c["rules"]:

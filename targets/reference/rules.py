@@ -1,7 +1,8 @@
 """Our float model of a graph under alternative neuron rules: the checks behind a cause.
 
 The deployed chip computes what ``convert.float_sim`` computes, rounded to integers: current
-``u``, then voltage ``v``, a spike when ``v > threshold``, ``v`` reset to zero at that spike.
+``u``, then voltage ``v``, then each population's own reset mode (``FPopulation.fire``: by
+default a spike when ``v > threshold`` and ``v`` reset to zero at that spike).
 Other frameworks' neurons differ in ways NIR does not record (snnTorch subtracts the threshold
 and applies the reset one step late; Sinabs and rockpool fire ``floor(v / threshold)`` spikes
 on ``v >= threshold`` and subtract; Sinabs' importer floors ``v`` at ``-threshold``). The
@@ -50,7 +51,7 @@ class Rules:
     bias_in_current: bool = False
 
 
-OURS = Rules("ours: reset to zero at the spike, v > threshold")
+OURS = Rules("ours: each population's own reset mode, as deployed")
 
 # The alternatives a reference comparison tries, simplest first.
 ALTERNATIVES: tuple[Rules, ...] = (
@@ -68,14 +69,17 @@ ALTERNATIVES: tuple[Rules, ...] = (
 BIAS_IN_CURRENT = " + CubaLIF bias in the current"
 
 
+OURS_BIAS = "as deployed" + BIAS_IN_CURRENT
+
+
 def alternatives(fg: FGraph) -> list[Rules]:
     """The rule sets a comparison tries on ``fg``: :data:`ALTERNATIVES`, and when a population
     with a current decay has a bias (which the import moved into v), each of them and
     :data:`OURS` with the bias in the current instead."""
     out = list(ALTERNATIVES)
     if any(p.alpha > 0 and np.any(np.asarray(p.bias) != 0) for p in fg.populations.values()):
-        out += [replace(r, label=("reset to zero at the spike, v > threshold" if r is OURS
-                                  else r.label) + BIAS_IN_CURRENT, bias_in_current=True)
+        out += [replace(r, label=(OURS_BIAS if r is OURS else r.label + BIAS_IN_CURRENT),
+                        bias_in_current=True)
                 for r in (OURS, *ALTERNATIVES)]
     return out
 
@@ -117,7 +121,9 @@ def simulate(fg: FGraph, inputs: np.ndarray, rules: Rules = OURS
 
 def _run_population(p, cur: np.ndarray, recurrent: list, rules: Rules
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """One population over time: (spike counts float [N, T, size], v after each step)."""
+    """One population over time: (spike counts float [N, T, size], v after each step).
+    Under :data:`OURS` the population's own reset mode (``FPopulation.fire``, as
+    ``convert.float_sim``); under any other rule set that rule for every population."""
     n, t_steps, size = cur.shape
     thr = p.threshold
     bias_u, bias_v = 0.0, p.bias
@@ -134,6 +140,12 @@ def _run_population(p, cur: np.ndarray, recurrent: list, rules: Rules
             if t - 1 - s.delay >= 0:
                 cur_t = cur_t + s.apply(out[:, t - 1 - s.delay].reshape(n, *p.shape))
         u = p.alpha * u + cur_t + bias_u
+        if rules.label == OURS.label or (rules.bias_in_current and rules.label == OURS_BIAS):
+            v = p.beta * v + u + bias_v - p.late_reset(v)
+            s_t, v = p.fire(v)
+            out[:, t] = s_t
+            vs[:, t] = v
+            continue
         if rules.late:
             if rules.reset == "zero":
                 v = np.where(prev > 0, 0.0, v)
@@ -158,3 +170,70 @@ def _run_population(p, cur: np.ndarray, recurrent: list, rules: Rules
 
 def _shape(fg: FGraph, name: str) -> tuple[int, ...]:
     return fg.input.shape if name == INPUT else fg.populations[name].shape
+
+
+# The roundings quantization makes, each checked alone on our float model (rounded_graphs).
+WEIGHT_ROUNDING = "weight rounding"
+DECAY_ROUNDING = "decay rounding (du, dv)"
+THRESHOLD_ROUNDING = "threshold and bias rounding"
+ALL_ROUNDINGS = "several roundings together"
+ROUNDINGS = (WEIGHT_ROUNDING, DECAY_ROUNDING, THRESHOLD_ROUNDING, ALL_ROUNDINGS)
+
+
+def rounded_graphs(fg: FGraph, qg, scales: dict[str, float]) -> dict[str, FGraph]:
+    """Our float model with one kind of quantization rounding put back at a time, in float
+    units: label (:data:`ROUNDINGS`) -> FGraph.
+
+    ``qg``: the deployed integer graph (``core.graph.QGraph``) quantized from ``fg``;
+    ``scales``: each population's scale ``k`` (integer units per float volt, the
+    quantization report's ``scale``). A Dense/Conv weight ``W`` deploys as ``W_int * 2**e``
+    with ``W_int = round(W * k / 2**e)``, so its rounded float value is ``W_int * 2**e / k``;
+    a threshold ``vth / k``; a bias ``(bias_mant << bias_exp) / (64 k)``; the decays
+    ``1 - dv/4096`` and ``1 - (du + 1)/4096`` (0 for ``du = 4095``). Synapses whose deployed
+    form differs in shape (bit planes, dense-mapped convs) and attentions keep their float
+    weights. What no single rounding explains and all together do is
+    :data:`ALL_ROUNDINGS`; what even they do not is the integer arithmetic itself
+    (truncated decays and shifts of u and v).
+    """
+    from core import fixedpoint as fx
+    from core.graph import Conv, Dense
+
+    qsyn = {s.name: s for s in qg.synapses if isinstance(s, Dense | Conv)}
+
+    def weights(g: FGraph) -> FGraph:
+        syns = []
+        for s in g.synapses:
+            q = qsyn.get(s.name)
+            k = scales.get(s.target)
+            if (isinstance(s, FSpikeAttention) or q is None or not k
+                    or np.shape(q.weight) != np.shape(s.op.weight) or s.target not in
+                    g.populations):
+                syns.append(s)
+                continue
+            w = np.asarray(q.weight, np.float64) * 2.0 ** int(q.weight_exp) / k
+            syns.append(replace(s, op=replace(s.op, weight=w)))
+        return replace(g, synapses=syns)
+
+    def decays(g: FGraph) -> FGraph:
+        pops = {}
+        for n, p in g.populations.items():
+            q = qg.populations.get(n)
+            pops[n] = p if q is None else replace(
+                p, beta=fx.factor_from_dv(q.dv),
+                alpha=0.0 if q.du == fx.DU_MAX else fx.factor_from_du(q.du))
+        return replace(g, populations=pops)
+
+    def thresholds(g: FGraph) -> FGraph:
+        pops = {}
+        for n, p in g.populations.items():
+            q, k = qg.populations.get(n), scales.get(n)
+            if q is None or not k:
+                pops[n] = p
+                continue
+            bias = fx.effective_bias(np.asarray(q.bias_mant, np.int64), q.bias_exp)
+            pops[n] = replace(p, threshold=q.vth / k,
+                              bias=bias.astype(np.float64) / ((1 << fx.ACT_SHIFT) * k))
+        return replace(g, populations=pops)
+
+    return {WEIGHT_ROUNDING: weights(fg), DECAY_ROUNDING: decays(fg),
+            THRESHOLD_ROUNDING: thresholds(fg), ALL_ROUNDINGS: thresholds(decays(weights(fg)))}

@@ -284,7 +284,7 @@ def test_verify_reference_numbers_match_an_independent_computation(capsys, tmp_p
     ours = rep["causes"]["rules"][0]["equal_share"]
     best = next(r for r in rep["causes"]["rules"] if r["rule"] == rep["causes"]["best_rule"])
     assert best["equal_share"] == 1.0 > ours
-    for name in ("agreement.png", "raster.png"):
+    for name in ("agreement.png", "reference_raster.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left
 
@@ -308,7 +308,6 @@ def test_verify_reference_refusals_come_before_any_target(capsys):
     base = [DATA / "snntorch_leaky.nir", "--input", DATA / "snntorch_leaky_inputs.npy",
             "--targets", "torch_ref,event_sim"]
     for extra, msg in [
-        (["--plot", "x"], "--plot goes with --reference"),
         (["--reference", "snntorch", "--reference-option", "min_v_mem=none"],
          "reference 'snntorch' has no option 'min_v_mem'"),
         (["--reference", "checkpoint"], "--reference checkpoint needs --checkpoint"),
