@@ -29,7 +29,7 @@ env:
 demo: env
 	$(PYTHON) -m targets.end_to_end $(ARGS)
 
-# ruff, then the import layers (core < models < train < convert < targets; pyproject.toml).
+# ruff, then the import layers (core < models < convert < train < targets; pyproject.toml).
 lint: env
 	$(RUFF) check .
 	.venv/bin/lint-imports --no-cache

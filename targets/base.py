@@ -16,6 +16,7 @@ import numpy as np
 from core import fixedpoint as fx
 from core.errors import UserError
 from core.graph import QGraph
+from core.readout import readout_scores  # noqa: F401 (re-exported: its home is core)
 
 
 @dataclass
@@ -51,22 +52,6 @@ def check_inputs(graph: QGraph, inputs: np.ndarray) -> np.ndarray:
         planes = [(x >> b) & 1 for b in range(graph.input.bitplanes)]
         x = np.concatenate(planes, axis=2)  # plane-major: entry b*size + j is bit b of j
     return x
-
-
-def readout_scores(graph: QGraph, readouts: dict[str, np.ndarray]) -> np.ndarray:
-    """Class scores: the single readout summed over time plus its per-step bias; for a leaky
-    readout (``dv > 0``, a NIR ``LI``) its membrane at the last step (``>> 6``, so that
-    ``dv = 0`` gives the sum exactly; :func:`core.fixedpoint.readout_membrane`)."""
-    if len(graph.readouts) != 1:
-        raise UserError(f"classification needs one readout, graph has {len(graph.readouts)}")
-    (name, r), = graph.readouts.items()
-    if r.dv:
-        v = fx.readout_membrane(np.asarray(readouts[name], dtype=np.int64), r.bias, r.dv)
-        return v[:, -1] >> fx.ACT_SHIFT
-    total = readouts[name].sum(axis=1)
-    if r.bias is not None:
-        total = total + r.bias * graph.timesteps
-    return total
 
 
 def unpipeline(raw: np.ndarray, latency: int, n_samples: int, timesteps: int) -> np.ndarray:

@@ -34,7 +34,15 @@ from torch import nn
 
 from core.cli import check_writable, progress_bar
 from core.cli import progress as progress_iter
-from core.datasets import DATASETS, DatasetError, input_shape, load_dataset, num_classes
+from core.datasets import (
+    DATASETS,
+    DatasetError,
+    describe,
+    input_shape,
+    load_dataset,
+    native_encoding,
+    num_classes,
+)
 from core.encoding import encode, input_scale
 from core.errors import UserError
 from models.defaults import SCHEDULES, TrainingDefaults
@@ -45,6 +53,8 @@ from models.registry import (
     resolve,
     training_defaults,
 )
+from train import distributed
+from train import events as _events  # noqa: F401  (registers the tonic event readers)
 from train.checkpoint import (
     FORMAT,
     PRODUCER,
@@ -92,7 +102,7 @@ def encode_indices(
 ) -> np.ndarray:
     """Encode ``images[indices]`` exactly as ``encode(images, ...)`` would encode those rows:
     ``[len(indices), timesteps, *image]`` int8 (direct: the pixels; rate: 0/1 spikes)."""
-    if kind == "direct":
+    if kind in ("direct", "frames"):  # deterministic per sample: no seed, no index
         return encode(images[indices], kind, timesteps, seed)
     indices = np.asarray(indices)
     if len(indices) and np.all(np.diff(indices) == 1):
@@ -213,7 +223,8 @@ class Run:
             f", first {self.limit} training samples" if self.limit is not None else "",
             f", first {self.eval_limit} val/test samples" if self.eval_limit is not None else "",
         ])
-        return (f"{self.model} on {self.dataset}: epochs {hp.epochs}, batch {hp.batch_size}, "
+        return (f"{self.model} on {describe(self.dataset)}: epochs {hp.epochs}, "
+                f"batch {hp.batch_size}, "
                 f"Adam lr {hp.lr:g} ({hp.schedule}), T={hp.timesteps} {hp.encoding}{limits} "
                 f"({origin})")
 
@@ -277,6 +288,8 @@ def resolve_run(
         raise DatasetError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(DATASETS)}")
     if resumed is None:
         hp = dataclasses.replace(training_defaults(model), **explicit)
+        if native_encoding(dataset) and "encoding" not in explicit:  # event frames come binned
+            hp = dataclasses.replace(hp, encoding=native_encoding(dataset))
     else:
         hp = TrainingDefaults(**{**_recorded_hp(resumed), **explicit})
     cfg = {**default_config(model, input_shape(dataset), num_classes(dataset)), **(config or {})}
@@ -414,10 +427,14 @@ def train_epoch(
     epoch: int,
     device: torch.device,
     progress: bool = True,
+    to_input: Callable[[np.ndarray, str], torch.Tensor] = model_input,
+    dist: distributed.DistContext | None = None,
 ) -> EpochStats:
     """One pass over ``train_x [N, H, W]`` / ``train_y [N]`` in the run's seeded order.
 
     The learning rate follows ``run.hp.schedule`` over all ``run.hp.epochs`` epochs, per step.
+    ``to_input(encoded, encoding)`` makes the model's input from the encoded batch
+    ``[B, T, H, W]`` (default :func:`model_input`; chip-exact training feeds the integers).
     """
     hp = run.hp
     n = len(train_y)
@@ -434,8 +451,10 @@ def train_epoch(
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(hp.lr, hp.schedule, step, total_steps)
             idx = order[start : start + hp.batch_size]
+            if dist is not None:  # DDP: this process's share of the global batch
+                idx = distributed.part(dist)(idx)
             enc = encode_indices(train_x, idx, hp.encoding, hp.timesteps, enc_seed)
-            x = model_input(enc, hp.encoding).to(device)
+            x = to_input(enc, hp.encoding).to(device)
             y = torch.from_numpy(np.asarray(train_y[idx])).to(device)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -447,7 +466,8 @@ def train_epoch(
             seen += len(idx)
             bar.update(1)
             bar.set_postfix_str(f"loss={total_loss / seen:.4f}, acc={total_correct / seen:.4f}")
-    return EpochStats(total_loss / max(seen, 1), total_correct / max(seen, 1), seen)
+    total_loss, total_correct, seen = distributed.all_sum(dist, total_loss, total_correct, seen)
+    return EpochStats(total_loss / max(seen, 1), total_correct / max(seen, 1), int(seen))
 
 
 # ------------------------------------------------------------------------ 4. the checkpoint
@@ -572,6 +592,9 @@ def train_model(
     notice = notice or (lambda s: print(s, file=sys.stderr))
     t_start = time.perf_counter()
     prev = load_resume(resume) if resume is not None else None
+    if prev is not None and isinstance(prev.get("chip_exact"), dict):
+        raise UserError(f"{resume} is a chip-exact checkpoint: continue it with python -m "
+                        f"train --resume {resume} (train.chip_exact.train_chip_exact)")
     run = resolve_run(
         model_name, dataset, config=config, seed=seed, limit=limit, eval_limit=eval_limit,
         resumed=prev, resumed_from=resume if resume is not None else "the checkpoint",
@@ -595,8 +618,14 @@ def train_model(
 
     torch.manual_seed(run.seed)
     np.random.seed(run.seed % 2**32)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    ctx = distributed.setup(device)  # started by torchrun with >1 process, else None
+    if ctx is not None and not ctx.is_main:  # rank 0 speaks for the job
+        log = notice = lambda s: None  # noqa: E731
+        progress = False
+    dev = ctx.device if ctx is not None else torch.device(
+        device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = build_model(run.model, run.config).to(dev)
+    model = distributed.sync_batchnorm(model, ctx)
     optimizer = torch.optim.Adam(model.parameters(), lr=run.hp.lr)
     history: list[dict] = []
     start_epoch, prior_wall = 0, 0.0
@@ -623,10 +652,12 @@ def train_model(
     epochs = run.hp.epochs
     train_loss = history[-1]["train_loss"] if history else float("nan")
     val_acc = history[-1]["val_accuracy"] if history else float("nan")
+    net = distributed.wrap(model, ctx)  # DDP shares model's parameters (train/distributed.py)
     model.train()
     for epoch in range(start_epoch, epochs):
         t_epoch = time.perf_counter()
-        stats = train_epoch(model, optimizer, train_x, train_y, run, epoch, dev, progress)
+        stats = train_epoch(net, optimizer, train_x, train_y, run, epoch, dev, progress,
+                            dist=ctx)
         train_loss = stats.loss
         val_acc = evaluate(model, val_x, val_y, run.hp.encoding, run.hp.timesteps, run.seed,
                            progress=progress, desc="val")
@@ -636,7 +667,7 @@ def train_model(
                         "epoch_time_s": time.perf_counter() - t_epoch})
         log(f"epoch {epoch + 1}/{epochs}: train loss {train_loss:.4f}, "
             f"train acc {stats.accuracy:.4f}, val acc {val_acc:.4f}")
-        if out_path is not None:
+        if out_path is not None and (ctx is None or ctx.is_main):
             # resumable after an interruption; test accuracy is measured at the end only
             save_checkpoint(out_path, checkpoint(epoch + 1, float("nan"), val_acc, train_loss))
 
@@ -646,8 +677,9 @@ def train_model(
                         progress=progress, desc="test")
     model.eval()
     ckpt = checkpoint(max(epochs, start_epoch), test_acc, val_acc, train_loss)
-    if out_path is not None:
+    if out_path is not None and (ctx is None or ctx.is_main):
         save_checkpoint(out_path, ckpt)
+    distributed.cleanup(ctx)
     return ckpt
 
 
@@ -657,7 +689,7 @@ def summary_table(ckpt: dict, out_path: str | os.PathLike | None = None) -> str:
     n_params = sum(v.numel() for k, v in ckpt["state_dict"].items())
     rows = [
         ("model", ckpt["model"]),
-        ("dataset", ckpt["dataset"]),
+        ("dataset", describe(ckpt["dataset"])),
         ("encoding", f"{ckpt['encoding']['kind']}, T={ckpt['timesteps']}"),
     ]
     state = ckpt.get("resume")
@@ -673,6 +705,15 @@ def summary_table(ckpt: dict, out_path: str | os.PathLike | None = None) -> str:
         ("test accuracy", f"{100 * m['test_accuracy']:.2f} %{_on(m.get('test_samples'))}"),
         ("wall time", f"{m['wall_time_s']:.1f} s"),
     ]
+    chip = ckpt.get("chip_exact")
+    if isinstance(chip, dict):  # train.chip_exact: the accuracies are the integer graph's
+        rows.insert(3, ("deployed graph", "integer, trained chip-exact"
+                        + (" (input bit planes)" if chip.get("input_bitplanes") else "")))
+        rows.append(("float test acc.", _pct(chip.get("test_accuracy_float"))
+                     + f" (from {chip.get('started_from', '?')})"))
+        rows.append(("deployed before", _pct(chip.get("test_accuracy_deployed_before"))))
+        overflow = sum(int(v) for v in chip.get("overflow", {}).values())
+        rows.append(("overflow events", f"{overflow} (test split)"))
     if out_path is not None:
         rows.append(("checkpoint", str(out_path)))
     width = max(len(k) for k, _ in rows)
@@ -685,3 +726,6 @@ def summary_table(ckpt: dict, out_path: str | os.PathLike | None = None) -> str:
 def _on(samples: int | None) -> str:
     return "" if not samples else f" on {samples:,} samples"
 
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or math.isnan(float(x)) else f"{100 * float(x):.2f} %"
