@@ -12,8 +12,8 @@ from convert.nir_import import import_nir, timesteps_for
 from convert.quantize import QuantReport, quantize
 from core.errors import UserError
 from core.graph import QGraph, check_lava_limits
-from core.nir_ext import read_nir
 from core.netx_io import is_netx_file, read_netx
+from core.nir_ext import read_nir
 from core.nir_io import from_nir, is_integer_graph
 
 

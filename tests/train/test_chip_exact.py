@@ -129,8 +129,15 @@ def test_training_forward_is_torch_ref_and_event_sim(trained, model, bitplanes):
     assert ck["metrics"]["test_accuracy"] == accuracy(graph, ev, labels)
 
 
-@pytest.mark.parametrize(("model", "bitplanes"), CASES,
-                         ids=[f"{m}-{'bitplanes' if bp else 'graded'}" for m, bp in CASES])
+# Lava takes ~30 s a case on 2 cores: the default run pins one graded and one bit-plane model on
+# Lava (the torch_ref/event_sim test above covers all twelve); `-m slow` runs the other ten.
+LAVA_DEFAULT = {("fc_snn", True), ("cml_net", False)}
+LAVA_CASES = [pytest.param(m, bp, id=f"{m}-{'bitplanes' if bp else 'graded'}",
+                           marks=() if (m, bp) in LAVA_DEFAULT else pytest.mark.slow)
+              for m, bp in CASES]
+
+
+@pytest.mark.parametrize(("model", "bitplanes"), LAVA_CASES)
 def test_training_forward_is_lava(trained, model, bitplanes):
     from targets import loihi
 
