@@ -69,6 +69,7 @@ from core.graph import (
 )
 from core.nir_ext import read_nir
 from core.nir_io import is_integer_graph, to_nir, write_qgraph
+from core.plots import add_plot_flag, check_plot_dir
 from core.readout import predictions
 
 WEIGHT_LIMIT = 254  # largest |weight| we produce: even, so mixed-sign matrices survive Lava
@@ -949,12 +950,16 @@ def main(argv: list[str] | None = None) -> int:
                     "accuracy cost of the bit planes is measured on the first N test images "
                     f"(float, graded and bit-plane input; default {BITPLANE_COST_SAMPLES}, 0: "
                     "only the first layer's error)")
+    add_plot_flag(ap, "quant_error.png (relative RMS weight error per synapse), bits.png "
+                  "(bits of the largest |integer weight| per synapse) and "
+                  "headroom.png (24-bit headroom of u and v per population)")
     add_output_flags(ap)
     args = ap.parse_args(argv)
     out = Path(args.output) if args.output else default_output(args.model)
     if out.resolve() == Path(args.model).resolve():
         raise UserError(f"output {out} is the input file; give another name with -o")
     check_writable(out)
+    plot_dir = check_plot_dir(args.plot)
     fg = import_nir(args.model, dt=args.dt, timesteps=args.timesteps,
                     input_timesteps=input_timesteps(args.input), reset=args.reset)
     if args.cost_samples < 0:
@@ -967,15 +972,49 @@ def main(argv: list[str] | None = None) -> int:
     summary = (f"wrote {out} ({len(qg.populations)} populations, {len(qg.readouts)} readouts, "
                f"{len(qg.synapses)} synapses; T={qg.timesteps}"
                + (f", {qg.input.bitplanes} input bit planes)" if qg.input.bitplanes else ")"))
+    plots = write_report_plots(report, plot_dir, Path(args.model).name) if plot_dir else []
     if args.json:
-        print_json({"output": str(out), "report": report.to_dict(),
-                    **({"bitplane_cost": cost} if cost is not None else {})})
+        print_json({"output": str(out), "warnings": report.warnings, "report": report.to_dict(),
+                    **({"bitplane_cost": cost} if cost is not None else {}), "plots": plots})
     else:
         print(format_report(report))
         if cost is not None:
             print(format_bitplane_cost(cost, args.model))
         print(summary)
+        for path in plots:
+            print(f"plot written to {path}")
     return 1 if args.strict and report.warnings else 0
+
+
+def write_report_plots(report: QuantReport, folder: Path, title: str = "") -> list[str]:
+    """The quantization report as pictures in ``folder``: quant_error.png (each synapse's
+    relative RMS error of its integer weights against the float ones, %), bits.png (bits of
+    each synapse's largest |integer weight|, sign included, of the contract's 9) and headroom.png
+    (per population, the 24-bit headroom of u and v, log scale: below 1 the state can wrap
+    or saturate). Synapses and populations in graph order. Returns the paths written."""
+    from core.plots import bar_plot
+
+    syn = list(report.synapses.items())
+    names = [f"{s.source}>{s.target}" for _, s in syn]
+    err = bar_plot(folder / "quant_error.png", names,
+                   {"relative RMS weight error": [100 * s.rel_rms_error for _, s in syn]},
+                   ylabel="error (%)", title=f"{title}: weight quantization error per synapse")
+    # two's complement: |w| <= 2**(b-1) - 1 needs b bits; the contract's range
+    # [fx.WEIGHT_MIN, fx.WEIGHT_MAX] = [-256, 255] is 9 bits
+    bits = [int(s.max_abs_weight).bit_length() + 1 for _, s in syn]
+    limit = (fx.WEIGHT_MAX).bit_length() + 1
+    b = bar_plot(folder / "bits.png", names, {f"bits used (of {limit})": bits},
+                 ylabel="bits of the largest |weight|, sign included",
+                 title=f"{title}: weight bits per synapse ({fx.WEIGHT_MIN}..{fx.WEIGHT_MAX} is "
+                 f"{limit} bits)")
+    pops = [(k, p) for k, p in report.populations.items() if isinstance(p, PopulationReport)]
+    h = bar_plot(folder / "headroom.png", [k for k, _ in pops],
+                 {"u (current)": [p.a_in_headroom for _, p in pops],
+                  "v (voltage)": [p.v_headroom if np.isfinite(p.v_headroom) else None
+                                  for _, p in pops]},
+                 ylabel="headroom (x, log)", log=True, limit=(1.0, "1: can wrap/saturate"),
+                 title=f"{title}: 24-bit headroom per population (worst case)")
+    return [str(err), str(b), str(h)]
 
 
 # ``--calibrate`` without a file: the recorded dataset's training split

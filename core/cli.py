@@ -10,7 +10,8 @@
   ``--quiet`` flags; :func:`progress` draws a progress bar only on a terminal (a log file gets
   no redraws).
 - :func:`check_writable` refuses an output path before the work starts, not after it.
-- :func:`print_json` prints a command's summary as one JSON object (``--json``).
+- :func:`print_json` prints a command's summary as one JSON object (``--json``) inside the
+  one envelope every command shares (:func:`json_envelope`, docs/json.md).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class Terminated(KeyboardInterrupt):
 # The termination signal received while run_cli runs a command (None: none yet).
 _received: int | None = None
 
+# The command run_cli runs now (its ``prog``): the ``command`` field of the --json envelope.
+_command: str | None = None
+
 
 def _raise_terminated(signum: int, frame: object) -> None:
     global _received
@@ -103,8 +107,9 @@ def run_cli(prog: str, main: Callable[[list[str] | None], int],
     exit code 128 + the signal; a ``main`` that catches the interrupt itself and returns 130
     after a SIGTERM/SIGHUP gets that signal's code instead.
     """
-    global _received
+    global _received, _command
     _received = None
+    _command = prog
     old = _install_termination_handlers()
     try:
         code = int(main(argv) or 0)
@@ -225,12 +230,60 @@ def check_writable(path: str | Path | None, what: str = "output") -> Path | None
     return p
 
 
-def print_json(obj: Any) -> None:
-    """One JSON object on stdout (numpy scalars and arrays, dataclasses, paths made plain).
+# The --json envelope's schema id: bump the number when a field of the envelope changes meaning.
+JSON_SCHEMA = "neurodeploy/1"
+# Envelope keys: a command's own summary never uses them for anything else.
+ENVELOPE_KEYS = ("schema", "command", "version", "warnings")
+
+
+def package_version() -> str:
+    """neurodeploy's installed version (pyproject.toml's ``version``), or ``"unknown"`` when run
+    from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("neurodeploy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def json_envelope(obj: Any, command: str | None = None) -> dict[str, Any]:
+    """The one JSON layout every command's ``--json`` prints (docs/json.md).
+
+    ``{"schema": "neurodeploy/1", "command": <prog>, "version": <package version>,
+    "warnings": [str, ...], <the command's own fields>...}``: the envelope's four keys come
+    first and the command's summary fields sit beside them (so a reader written for a command's
+    fields keeps working). ``obj``: a dict or a dataclass (serialised by :func:`to_jsonable`);
+    anything else (a list, a number) goes under ``"result"``. A ``warnings`` field of ``obj`` is
+    the envelope's (made a list of strings; absent: ``[]``). ``command``: defaults to the
+    ``prog`` that :func:`run_cli` runs now.
+
+    Raises:
+        ValueError: ``obj`` uses ``schema``, ``command`` or ``version`` for something else.
+    """
+    plain = to_jsonable(obj)
+    if not isinstance(plain, dict):
+        plain = {"result": plain}
+    clash = [k for k in ("schema", "command", "version") if k in plain]
+    if clash:
+        raise ValueError(f"a command summary may not use the envelope keys {clash}")
+    warnings = plain.pop("warnings", None) or []
+    if isinstance(warnings, str):
+        warnings = [warnings]
+    # the module a user runs (``python -m train`` -> ``train``), as in the command's error lines
+    name = (command or _command or Path(sys.argv[0]).stem).removeprefix("python -m ")
+    return {"schema": JSON_SCHEMA, "command": name,
+            "version": package_version(), "warnings": [str(w) for w in warnings], **plain}
+
+
+def print_json(obj: Any, command: str | None = None) -> None:
+    """One JSON object on stdout: ``obj`` (a dict or dataclass; numpy values, paths made
+    plain) inside the shared envelope (:func:`json_envelope`).
 
     Strict JSON: a non-finite float is written as ``null`` (see :func:`to_jsonable`).
     """
-    print(json.dumps(to_jsonable(obj), indent=2, sort_keys=False, allow_nan=False), flush=True)
+    print(json.dumps(json_envelope(obj, command), indent=2, sort_keys=False, allow_nan=False),
+          flush=True)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -32,6 +32,7 @@ from core.encoding import encode_as_recorded
 from core.errors import UserError
 from core.fixedpoint import RESET_MODES
 from core.graph import QGraph
+from core.plots import add_plot_flag, check_plot_dir
 from targets.base import (
     OVERFLOW_PREFIX,
     RunResult,
@@ -74,6 +75,7 @@ class Prepared:
     progress: bool = False  # draw progress bars (not --no-progress, and stderr is a terminal)
     strict: bool = False  # --strict: any warning makes the command exit 1
     shard: ShardSpec = field(default_factory=ShardSpec)  # --workers / --cluster
+    plot: Path | None = None  # --plot DIR (already checked writable), or None
 
 
 @dataclass(frozen=True)
@@ -86,9 +88,10 @@ class SummaryRow:
     line: str
 
 
-def add_common_args(ap: argparse.ArgumentParser) -> None:
+def add_common_args(ap: argparse.ArgumentParser, plot_help: str | None = None) -> None:
     """The arguments every target command shares (model, samples, inputs, labels, --record,
-    --json, --no-progress/--quiet)."""
+    --plot, --json, --no-progress/--quiet); ``plot_help``: what this command's ``--plot``
+    draws (default: the run's raster and firing-rate histograms, :func:`write_run_plots`)."""
     ap.add_argument("model", help="NIR file: float (from convert.to_nir or another framework) "
                     "or integer (from convert.quantize); float graphs are quantized on load")
     ap.add_argument("--samples", type=int, default=None,
@@ -130,6 +133,8 @@ def add_common_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cluster", default=None, metavar="ADDRESS",
                     help="run the shards on a running dask cluster, e.g. tcp://host:8786 "
                     "(one shard per worker; each worker needs this repository and its .venv)")
+    add_plot_flag(ap, plot_help or "spike rasters per population for the first sample "
+                  "(raster.png) and firing-rate histograms (rates.png)")
     add_output_flags(ap)
 
 
@@ -238,6 +243,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
         raise UserError("--offset must be >= 0")
     record = getattr(args, "record", None)
     check_writable(record, "--record")  # a bad path fails now, not after the whole run
+    plot = check_plot_dir(getattr(args, "plot", None))
     shard = check_spec(getattr(args, "workers", None), getattr(args, "cluster", None))
     user_x = _read_input(args)  # its T axis is the graph's T when the graph records none
     graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
@@ -253,7 +259,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
                             f"readout {r.name!r}")
     return Prepared(graph, report, x, labels, desc, record,
                     as_json=bool(getattr(args, "json", False)), progress=wants_progress(args),
-                    strict=bool(getattr(args, "strict", False)), shard=shard)
+                    strict=bool(getattr(args, "strict", False)), shard=shard, plot=plot)
 
 
 def dt_summary(graph: QGraph) -> dict[str, Any]:
@@ -513,6 +519,7 @@ def report_run(name: str, prep: Prepared, result: RunResult | RunTotals, wall_s:
     """
     save_run_record(prep, result)
     s = run_summary(name, prep, result, wall_s)
+    s["plots"] = write_run_plots(name, prep, result)
     if prep.as_json:
         print_json({**s, **{row.key: row.value for row in extra}})
         return finish(name, prep, s["warnings"])
@@ -535,7 +542,28 @@ def report_run(name: str, prep: Prepared, result: RunResult | RunTotals, wall_s:
         print(f"accuracy: {s['accuracy'] * 100:.2f}% ({n} samples)")
     if prep.record:
         print(f"records written to {prep.record}")
+    for path in s["plots"]:
+        print(f"plot written to {path}")
     return finish(name, prep, s["warnings"])
+
+
+def write_run_plots(name: str, prep: Prepared, result: RunResult | RunTotals) -> list[str]:
+    """With ``--plot DIR``: write ``raster.png`` (the first sample's spikes per population)
+    and ``rates.png`` (firing-rate histograms over every sample run) into DIR; returns the
+    paths written ([] without --plot). A run streamed in pieces (:class:`RunTotals`) kept no
+    spikes: nothing is drawn and a line on stderr says so."""
+    if prep.plot is None:
+        return []
+    if not isinstance(result, RunResult) or not result.spikes or not len(prep.inputs):
+        print(f"{name}: --plot: no spike records kept (a run streamed in pieces, or no "
+              "sample): no raster drawn", file=sys.stderr)
+        return []
+    from core.plots import rate_histograms, spike_rasters
+
+    title = f"{name}:"
+    return [str(spike_rasters(prep.plot / "raster.png", result.spikes, title=title)),
+            str(rate_histograms(prep.plot / "rates.png", result.spikes,
+                                title=f"{title} {len(prep.inputs)} sample(s),"))]
 
 
 def overflow_line(overflow: dict[str, int]) -> str:

@@ -109,12 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     ev = results.get("event_sim") or next(iter(results.values()))
     edges = certificate(qg, ev.counters)
     _raster(results[targets[0]], out / "raster.png")
+    plots = _write_plots(out / "plots", ckpt, report, qg, results, targets, edges, n)
     total_s = time.perf_counter() - t0
 
     if args.json:
-        print_json(_summary(args, n, float_acc, graph_acc, qg, results, walls, labels[:n],
-                            mism, certificate_summary(qg, edges, n), report.to_dict(),
-                            total_s))
+        summary = _summary(args, n, float_acc, graph_acc, qg, results, walls, labels[:n],
+                           mism, certificate_summary(qg, edges, n), report.to_dict(), total_s)
+        print_json({**summary, "plots": plots})
         return 1 if mism else 0
     print("[4/4] report")
     print(f"{'':<24}{'accuracy':>10}{'wall s':>9}{'overflow':>10}")
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"spike equivalence: {len(targets)} targets agree exactly on {n} samples "
               f"({nodes} records each, every spike and every readout integer)")
     print(format_certificate(qg, edges, n))
+    print(f"plots written to {out / 'plots'}/: {', '.join(Path(p).name for p in plots)}")
     print(f"artifacts in {out}/ ({total_s:.0f} s in all)")
     return 1 if mism else 0
 
@@ -160,6 +162,40 @@ def _summary(args: argparse.Namespace, n: int, float_acc: float, graph_acc: floa
         "artifacts": str(args.out),
         "wall_s": total_s,
     }
+
+
+def _write_plots(folder: Path, ckpt: dict[str, Any], report: Any, qg: QGraph,
+                 results: dict[str, RunResult], targets: list[str], edges: list[Any],
+                 n: int) -> list[str]:
+    """Every picture the pipeline's commands draw with ``--plot``, for the demo's run, in
+    ``folder``: accuracy/loss per epoch (python -m train), quantization error, weight bits and
+    headroom (convert.quantize), the first target's raster and firing rates (the target
+    commands), divergence_<target>.png where a target differs (targets.verify), operations
+    per edge (targets.mfi), cores per layer and energy per layer (targets.report). Returns
+    the paths."""
+    from convert.quantize import write_report_plots
+    from core.plots import divergence_plot, rate_histograms, spike_rasters
+    from targets.mfi import write_ops_plot
+    from targets.report import chip_report
+    from targets.report.plots import write_plots as write_chip_plots
+    from train.__main__ import write_training_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    first = results[targets[0]]
+    paths = write_training_plots(ckpt, folder)
+    paths += write_report_plots(report, folder, "demo")
+    paths.append(str(spike_rasters(folder / "raster.png", first.spikes, title=f"{targets[0]}:")))
+    paths.append(str(rate_histograms(folder / "rates.png", first.spikes,
+                                     title=f"{targets[0]}, {n} sample(s):")))
+    for t in targets[1:]:
+        if any(not np.array_equal(v, results[t].spikes.get(k)) for k, v in first.spikes.items()):
+            paths.append(str(divergence_plot(folder / f"divergence_{t}.png", first.spikes,
+                                             results[t].spikes, names=(targets[0], t))))
+    paths.append(write_ops_plot(qg, edges, n, folder))
+    ev = results.get("event_sim") or first
+    rep = chip_report(qg, ev.counters, n, neurobench=False)
+    paths += [str(p) for p in write_chip_plots(rep, folder, title="demo")]
+    return paths
 
 
 def _raster(result: RunResult, path: Path) -> None:

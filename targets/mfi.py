@@ -12,6 +12,13 @@ kind, ``dynamic spike x spike product``: binary ANDs and coincidence counts, the
 those counts selected by binary spikes -- no multiplication, but the "weights" are computed at
 run time from spikes, not stored. Its events are counted as ACs (ANDs + additions).
 
+An exporter that replaced a float-model operation by an exact integer form records it in the
+graph metadata ``neurodeploy_deploy_changes`` (a JSON list of ``{block, sources, readers, float,
+deployed, reason}``; ``convert/export/sma_net.py``): every synapse leaving one of those
+``sources`` is marked ``[deploy change]``, and the certificate lists each change with its
+reason -- a MAC of the float model (a data-dependent attention weight times a spike) that the
+deployed graph does not perform, replaced as stated.
+
 Both columns of the table are per sample (T steps). The static worst case of an edge is what
 one step costs when every entry of its source is nonzero, times T; it is what the measured
 count reaches when every source entry is active at every step, so measured <= static always:
@@ -30,29 +37,38 @@ count reaches when every source entry is active at every step, so measured <= st
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from convert import load_graph
+from convert.quantize import bitplane_accuracy, calibrate_option, format_bitplane_accuracy
 from core.cli import print_json, run_cli
 from core.errors import UserError
 from core.graph import INPUT, Conv, Dense, QGraph, SpikeAttention
 from core.ops import conv2d
-from targets import event_sim
+from core.plots import check_plot_dir
 from targets.base import OVERFLOW_PREFIX
 from targets.cli import (
     add_common_args,
     dt_summary,
     overflow_line,
     prepare,
+    run_target,
     run_warnings,
     save_run_record,
+    write_run_plots,
 )
 
 DYNAMIC_PRODUCT = "dynamic spike x spike product"
+#: Graph metadata key of the exporter's deployment changes (docs/integer-nir.md).
+DEPLOY_CHANGES = "neurodeploy_deploy_changes"
+#: Suffix of the input kind of an edge whose weights an exporter changed for deployment.
+CHANGED_MARK = "[deploy change]"
 
 
 @dataclass
@@ -93,8 +109,30 @@ def _fanout_total(s: Dense | Conv) -> int:
     return int(nz.sum())
 
 
+def deploy_changes(graph: QGraph) -> list[dict[str, Any]]:
+    """What the exporter changed for deployment (graph metadata ``neurodeploy_deploy_changes``,
+    a JSON list of ``{block, sources, readers, float, deployed, reason}``); [] if none.
+
+    Raises:
+        UserError: the metadata is not such a JSON list.
+    """
+    raw = (graph.metadata or {}).get(DEPLOY_CHANGES)
+    if raw in (None, ""):
+        return []
+    try:
+        changes = json.loads(raw)
+        if not all(isinstance(c, dict) and isinstance(c.get("sources"), list) for c in changes):
+            raise ValueError("not a list of {sources, ...} objects")
+    except (TypeError, ValueError) as e:
+        raise UserError(f"graph metadata {DEPLOY_CHANGES} is unreadable: {e}") from None
+    return changes
+
+
 def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[Edge]:
+    """Every synaptic edge of ``graph`` with its input kind and operation counts (module
+    docstring); ``counters``: an event_sim run's counters, for the measured column."""
     edges = []
+    changed = {p for c in deploy_changes(graph) for p in c["sources"]}
     for s in graph.synapses:
         if isinstance(s, SpikeAttention):
             edges.append(_attention_edge(graph, s, counters))
@@ -102,9 +140,14 @@ def certificate(graph: QGraph, counters: dict[str, Any] | None = None) -> list[E
         graded = s.source == INPUT and not graph.input.binary
         kind = "graded (MAC)" if graded else "binary spikes"
         if s.source == INPUT and graph.input.bitplanes:
-            kind = f"bit plane {s.weight_exp}"
+            # the plane is the slice it reads (its exponent is b, or b + e with shifted planes)
+            plane = (s.source_slice[0] // graph.input.size if s.source_slice is not None
+                     else s.weight_exp)
+            kind = f"bit plane {plane}"
         if isinstance(s, Conv) and s.max_pool is not None:
             kind += " +max"
+        if s.source in changed:
+            kind += f" {CHANGED_MARK}"
         measured = None
         if counters is not None and f"events/{s.name}" in counters:
             measured = int(counters[f"events/{s.name}"])
@@ -162,6 +205,8 @@ def certificate_summary(graph: QGraph, edges: list[Edge], n_samples: int | None
         "max_pooling_of_currents": any("+max" in e.input_kind for e in edges),
         "dynamic_product_edges": [e.synapse for e in dyn],
         "mac_edges": [e.synapse for e in macs],
+        "deploy_changes": deploy_changes(graph),
+        "deploy_changed_edges": [e.synapse for e in edges if CHANGED_MARK in e.input_kind],
         "multiplication_free": not macs,
     }
 
@@ -203,6 +248,11 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
             + ": binary ANDs + coincidence counts, counts accumulated where v spikes; no "
             "multiplication, but dynamic weights (needs a custom process in Lava; programmable "
             "cores on Loihi); counted as ACs")
+    for c in s["deploy_changes"]:
+        marked = [e.synapse for e in edges if e.source in c["sources"]]
+        lines.append(f"deploy change ({c.get('block', '?')}; edges {', '.join(marked)}): float "
+                     f"model: {c.get('float')}; deployed: {c.get('deployed')}; why: "
+                     f"{c.get('reason')}")
     macs = [e for e in edges if e.is_mac]
     if macs:
         lines.append("NOT multiplication-free: " + ", ".join(
@@ -211,6 +261,23 @@ def format_certificate(graph: QGraph, edges: list[Edge], n_samples: int | None) 
         lines.append("multiplication-free: every synaptic edge receives binary spikes"
                      + (f" ({len(dyn)} of them as a {DYNAMIC_PRODUCT})" if dyn else ""))
     return "\n".join(lines)
+
+
+def write_ops_plot(graph: QGraph, edges: list[Edge], n_samples: int | None,
+                   folder: Path) -> str:
+    """``folder/ops.png``: per synaptic edge, its operations per sample (T steps): the static
+    worst case beside the measured mean over ``n_samples`` (absent for a static-only
+    certificate), log scale; a MAC edge's label ends in ``(MAC)``. Returns the path."""
+    from core.plots import bar_plot
+
+    t = graph.timesteps
+    labels = [f"{e.synapse}{' (MAC)' if e.is_mac else ''}" for e in edges]
+    values = {"static worst case": [e.static_ops_per_sample(t) for e in edges]}
+    if n_samples:
+        values[f"measured (mean of {n_samples})"] = [
+            None if e.measured_ops is None else e.measured_ops / n_samples for e in edges]
+    return str(bar_plot(folder / "ops.png", labels, values, ylabel="operations per sample (log)",
+                        log=True, title=f"synaptic operations per edge, T={t}"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,41 +291,57 @@ def main(argv: list[str] | None = None) -> int:
         "Exit 1 if any MAC edge remains. --record saves the event simulator's records of the "
         "measured run (layout: targets/records.py).",
     )
-    add_common_args(ap)
+    add_common_args(ap, plot_help="ops.png (synaptic operations per edge and sample: static "
+                    "worst case beside measured, MAC edges marked) and, from a measured run, "
+                    "raster.png and rates.png")
     ap.add_argument("--static-only", action="store_true", help="do not run samples")
     args = ap.parse_args(argv)
+    plot_dir = check_plot_dir(args.plot)
+    run_plots: list[str] = []
     if args.static_only:
         for flag, given in (("--record", args.record), ("--input", args.input),
                             ("--labels", args.labels), ("--samples", args.samples)):
             if given is not None:
                 raise UserError(f"{flag} needs a measured run: drop --static-only")
         graph, report = load_graph(args.model, dt=args.dt, timesteps=args.timesteps,
-                                   input_bitplanes=args.input_bitplanes)
-        counters, n = None, None
+                                   input_bitplanes=args.input_bitplanes,
+                                   **calibrate_option(args))
+        counters, n, bp_acc = None, None, None
         warnings = list(getattr(report, "warnings", None) or [])
     else:
         prep = prepare(args)
         graph = prep.graph
-        result = event_sim.run(graph, prep.inputs, progress=prep.progress)
+        result = run_target(prep, "event_sim")  # --workers/--cluster, pieces (targets/cli.py)
         save_run_record(prep, result)
         counters, n = result.counters, len(prep.inputs)
         warnings = run_warnings(prep, result)
+        run_plots = write_run_plots("targets.mfi", prep, result)
+        # what the bit planes cost, where the user chose them: float vs graded vs bit planes
+        bp_acc = (bitplane_accuracy(args, graph, prep.inputs, prep.labels)
+                  if args.input_bitplanes and prep.labels is not None else None)
     edges = certificate(graph, counters)
     dt = dt_summary(graph)
     # the measured run's overflow counters (overflow/<kind>/<population>), as every command
     overflow = {k: int(v) for k, v in (counters or {}).items() if k.startswith(OVERFLOW_PREFIX)}
+    plots = ([write_ops_plot(graph, edges, n, plot_dir)] if plot_dir else []) + run_plots
     if args.json:
         print_json({**certificate_summary(graph, edges, n), "dt": dt, "warnings": warnings,
+                    "plots": plots,
                     "overflow_events": sum(overflow.values()) if counters else None,
-                    "overflow": overflow, "record": args.record})
+                    "overflow": overflow, "record": args.record,
+                    **({"bitplane_accuracy": bp_acc} if bp_acc is not None else {})})
     else:
         print(format_certificate(graph, edges, n))
         if counters is not None:
             print(overflow_line(overflow))
+        if bp_acc is not None:
+            print(format_bitplane_accuracy(bp_acc))
         if dt["value"] is not None:
             print(f"dt: {dt['value']:g} s ({dt['detail']})")
         if args.record:
             print(f"event_sim records written to {args.record}")
+        for path in plots:
+            print(f"plot written to {path}")
     for w in warnings:
         print(f"targets.mfi: warning: {w}", file=sys.stderr)
     if args.strict and warnings:

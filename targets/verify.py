@@ -367,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if ref is not None:  # the chip (first target) against the reference; not an exit code
         summary["reference"] = reference_report(args, prep, ref, results[targets[0]], targets[0],
                                                 get_target(targets[0]).run)
+    summary["plots"] = _write_plots(prep, results, targets)
     if prep.as_json:
         print_json(summary)
     else:
@@ -374,7 +375,32 @@ def main(argv: list[str] | None = None) -> int:
         print(summary["chip_report"]["text"])
         if ref is not None:
             print_reference(summary["reference"])
+        for path in summary["plots"]:
+            print(f"plot written to {path}")
     return finish("targets.verify", prep, summary["warnings"], 1 if mism else 0)
+
+
+def _write_plots(prep: Prepared, results: dict[str, RunResult], targets: list[str]
+                 ) -> list[str]:
+    """With ``--plot DIR``: the first target's raster.png and rates.png, and for every other
+    target whose spikes differ from the first's, divergence_<target>.png (differing entries
+    per step and population, first divergence named). The reference's agreement.png and
+    reference_raster.png are its report's (``reference.plots``). Returns the paths."""
+    if prep.plot is None:
+        return []
+    from core.plots import divergence_plot, rate_histograms, spike_rasters
+
+    first = results[targets[0]]
+    out = [str(spike_rasters(prep.plot / "raster.png", first.spikes,
+                             title=f"verify, {targets[0]}:")),
+           str(rate_histograms(prep.plot / "rates.png", first.spikes,
+                               title=f"verify, {targets[0]}, {len(prep.inputs)} sample(s):"))]
+    for t in targets[1:]:
+        other = results[t].spikes
+        if any(k in other and not np.array_equal(v, other[k]) for k, v in first.spikes.items()):
+            out.append(str(divergence_plot(prep.plot / f"divergence_{t}.png", first.spikes,
+                                           other, names=(targets[0], t), title="verify:")))
+    return out
 
 
 if __name__ == "__main__":

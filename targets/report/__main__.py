@@ -44,10 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
         "docs/loihi2.md.",
         epilog="example: python -m targets.report model.nir --samples 100 --plot report/",
     )
-    add_common_args(ap)
-    ap.add_argument("--plot", default=None, metavar="DIR",
-                    help="write resources.png (cores per layer, binding constraint) and "
-                    "energy.png (estimated energy per layer) into DIR")
+    add_common_args(ap, plot_help="resources.png (cores per layer, binding constraint) and "
+                    "energy.png (estimated energy per layer)")
     ap.add_argument("--static-only", action="store_true",
                     help="the resource map alone: no samples are run, no energy estimate")
     ap.add_argument("--checkpoint", default=None, metavar="ckpt.pt",

@@ -253,6 +253,7 @@ SMALL = {
     "ds_resnet": {"widths": [2, 4, 4], "blocks": [1, 1, 1]},
     "spiking_mlp": {"dim": 6},
     "cml_spikformer": {"tokenizer_channels": [4], "dim": 8, "heads": 2, "mlp_ratio": 1},
+    "sma_net": {"channels": [2, 4], "block_channels": 4},
 }
 
 
