@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,26 @@ def default_config(spec: str, input_shape: Sequence[int], num_classes: int) -> d
         ConfigError: an unusable spec (see :func:`resolve`).
     """
     return dict(resolve(spec).default_config(tuple(input_shape), int(num_classes)))
+
+
+def published_config(spec: str, input_shape: Sequence[int], num_classes: int) -> dict:
+    """The published-size constructor kwargs of ``spec`` (its module's ``PUBLISHED_CONFIG``,
+    the configuration of the paper it comes from, sized for a GPU), with ``in_shape`` and
+    ``n_out`` taken from :func:`default_config` for ``input_shape``/``num_classes`` so that it
+    fits the dataset at hand.
+
+    Raises:
+        ConfigError: an unusable spec, or a model whose module defines no ``PUBLISHED_CONFIG``.
+    """
+    cls = resolve(spec)
+    published = getattr(sys.modules.get(cls.__module__), "PUBLISHED_CONFIG", None)
+    if not isinstance(published, dict):
+        have = sorted(n for n, path in _SPECS.items() if isinstance(getattr(
+            importlib.import_module(path.split(":")[0]), "PUBLISHED_CONFIG", None), dict))
+        raise ConfigError(f"model {spec!r} has no published config (PUBLISHED_CONFIG in its "
+                          f"module); models that have one: {', '.join(have)}")
+    fitted = default_config(spec, input_shape, num_classes)
+    return {**published, **{k: fitted[k] for k in ("in_shape", "n_out") if k in fitted}}
 
 
 def training_defaults(spec: str) -> TrainingDefaults:

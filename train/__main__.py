@@ -15,6 +15,7 @@ they are the checkpoint's instead (``train.loop.resolve_run`` says which flags m
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import time
@@ -154,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluated are in the summary and the checkpoint's metrics (default: all)",
     )
     p.add_argument(
+        "--config",
+        default=None,
+        metavar="published|JSON|FILE",
+        help="model constructor arguments over the model's defaults: 'published' (the paper's "
+        "size, PUBLISHED_CONFIG in the model's module; for a GPU), a JSON object such as "
+        "'{\"channels\": [16, 32]}', or a .json file holding one",
+    )
+    p.add_argument(
         "--hidden",
         type=int,
         default=None,
@@ -214,10 +223,37 @@ def _chip_output(resume: str) -> str:
     return str(p.with_name(f"{p.stem}.chip{p.suffix or '.pt'}"))
 
 
+def _config_arg(value: str | None, model: str, dataset: str) -> dict | None:
+    """``--config``: None, the model's published config fitted to ``dataset``, or a JSON object
+    (inline or in a file). Raises UserError/ConfigError in one line for anything else."""
+    if value is None:
+        return None
+    if value == "published":
+        from core.datasets import input_shape, num_classes
+        from models.registry import published_config
+
+        return published_config(model, input_shape(dataset), num_classes(dataset))
+    text = value
+    if not value.lstrip().startswith("{"):
+        path = Path(value)
+        if not path.is_file():
+            raise UserError(f"--config {value!r}: not 'published', a JSON object or a file")
+        text = path.read_text()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"--config {value!r}: not valid JSON ({e.msg}, position {e.pos})") from e
+    if not isinstance(config, dict):
+        raise UserError(f"--config {value!r}: must be a JSON object of constructor arguments")
+    return config
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train as the command line says; print the summary table (or JSON with --json)."""
     args = build_parser().parse_args(argv)
-    config = None if args.hidden is None else {"n_hidden": args.hidden}
+    config = _config_arg(args.config, args.model, args.dataset)
+    if args.hidden is not None:
+        config = {**(config or {}), "n_hidden": args.hidden}
     output = args.output or args.resume or "ckpt.pt"
     plot_dir = check_plot_dir(args.plot)
 
